@@ -1,0 +1,155 @@
+"""Configuration: validation against ``config.schema.yaml``, defaults, derived seeds.
+
+The schema is the parameter documentation: every key has a ``description`` and a ``default``.
+:func:`validate` fills defaults in place and raises :class:`ConfigError` naming the offending key
+(``lds.test.n_subsets``), the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_PATH = REPO_ROOT / "config.schema.yaml"
+
+RECIPE_KEYS = (
+    "steps", "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip",
+    "checkpoint_steps", "resume_every", "mixed_precision",
+)
+
+
+class ConfigError(ValueError):
+    """A config key is unknown, has the wrong type, or an inconsistent value."""
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _fill_defaults(node: dict, schema: dict) -> None:
+    """Insert schema defaults for missing keys, recursing into objects that have ``properties``."""
+    for key, sub in schema.get("properties", {}).items():
+        if key not in node and "default" in sub:
+            node[key] = copy.deepcopy(sub["default"])
+        if isinstance(node.get(key), dict) and sub.get("properties"):
+            _fill_defaults(node[key], sub)
+
+
+def _key_path(error) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+
+
+def _describe(error) -> str:
+    if error.validator == "additionalProperties" and error.validator_value is False:
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        where = _key_path(error)
+        prefix = "" if where == "<top level>" else where + "."
+        return (f"unknown config key {', '.join(prefix + e for e in extra)!s}; "
+                f"allowed here: {', '.join(allowed)}")
+    return f"config key {_key_path(error)}: {error.message}"
+
+
+def validate(config: dict, check_methods: bool = True) -> dict:
+    """Validate ``config`` in place against the schema, filling defaults; return it.
+
+    Raises ConfigError with every problem found, each naming its key.
+    """
+    import jsonschema
+
+    if not isinstance(config, dict):
+        raise ConfigError(f"a config must be a mapping, got {type(config).__name__}")
+    schema = load_schema()
+    _fill_defaults(config, schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(_describe(e) for e in errors))
+    _check_consistency(config)
+    if check_methods:
+        from dabench.methods import validate_method_config
+
+        for method_id, entry in config["methods"].items():
+            try:
+                config["methods"][method_id] = validate_method_config(entry)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ConfigError(f"config key methods.{method_id}: {exc.args[0]}") from None
+    return config
+
+
+def _check_consistency(config: dict) -> None:
+    problems = []
+    model = config["model"]
+    n_levels = len(model["block_out_channels"])
+    for key in ("down_block_types", "up_block_types"):
+        if len(model[key]) != n_levels:
+            problems.append(f"model.{key} has {len(model[key])} entries but "
+                            f"model.block_out_channels has {n_levels}")
+    for ch in model["block_out_channels"]:
+        if ch % model["norm_num_groups"]:
+            problems.append(f"model.norm_num_groups={model['norm_num_groups']} does not divide "
+                            f"block_out_channels entry {ch}")
+    if model["beta_end"] <= model["beta_start"]:
+        problems.append("model.beta_end must be larger than model.beta_start")
+    for section in ("train", "lds"):
+        recipe = training_recipe(config, section)
+        prefix = "train" if section == "train" else "lds.train"
+        bad = [s for s in recipe["checkpoint_steps"] if s > recipe["steps"]]
+        if bad:
+            problems.append(f"{prefix}.checkpoint_steps {bad} exceed {prefix}.steps="
+                            f"{recipe['steps']}")
+    if config["lds"]["test"]["n_subsets"] < 3:
+        problems.append("lds.test.n_subsets must be >= 3 for a rank correlation")
+    subset_size = int(config["lds"]["alpha"] * config["data"]["n_train"])
+    if subset_size < 1:
+        problems.append(f"lds.alpha={config['lds']['alpha']} x data.n_train="
+                        f"{config['data']['n_train']} leaves empty subsets")
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def training_recipe(config: dict, section: str = "train") -> dict:
+    """The training recipe for the full model (``train``) or the LDS retrains (``lds``)."""
+    recipe = dict(config["train"])
+    if section == "lds":
+        recipe.update({k: v for k, v in config["lds"].get("train", {}).items() if v is not None})
+    elif section != "train":
+        raise ValueError(f"unknown recipe section {section!r}")
+    return {k: recipe[k] for k in RECIPE_KEYS}
+
+
+def load(path: str | Path, overrides: dict | None = None) -> dict:
+    """Read a YAML config file, apply ``overrides`` (nested dict), validate, return it."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    config = yaml.safe_load(path.read_text()) or {}
+    if overrides:
+        deep_update(config, overrides)
+    return validate(config)
+
+
+def deep_update(base: dict, update: dict) -> dict:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def derive_seed(master: int, *keys: Any) -> int:
+    """A 63-bit seed from the master seed and purpose keys; stable across processes and machines."""
+    text = json.dumps([int(master), *[str(k) for k in keys]])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def fingerprint(obj: Any) -> str:
+    """A short, stable hash of a JSON-able object (used to key resume states)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]

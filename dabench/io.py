@@ -1,0 +1,146 @@
+"""Atomic, verifiable file I/O.
+
+Every artefact of a run goes through here so that an interrupted job never leaves a half-written
+file under its final name, and a corrupt or truncated checkpoint is refused with its path named
+instead of being used silently.
+
+- ``atomic_path``: write to a temporary name in the same folder, then ``os.replace``.
+- ``save_npy`` / ``save_npz`` / ``save_json`` / ``save_text``: numpy arrays (never pickles) and JSON.
+- ``save_tensors`` / ``load_tensors``: safetensors with a JSON sidecar that records the file's
+  SHA-256; loading checks it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+
+class CorruptFileError(RuntimeError):
+    """A file on disk does not match the checksum recorded in its sidecar."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_npy(path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.asarray(array), allow_pickle=False)
+
+
+def load_npy(path, mmap: bool = False) -> np.ndarray:
+    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+
+def save_npz(path, **arrays: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+def load_npz(path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _json_default(obj: Any):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def save_json(path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def load_json(path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def save_text(path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sidecar_path(path) -> Path:
+    path = Path(path)
+    return path.with_suffix(".json")
+
+
+def save_tensors(path, tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+    """Write ``tensors`` (name -> torch tensor) as safetensors plus a JSON sidecar.
+
+    The sidecar holds ``meta`` and the file's ``sha256``; it is written after the tensor file, so
+    a sidecar always describes a complete file.
+    """
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
+        digest = sha256(tmp)
+    save_json(sidecar_path(path), {**meta, "sha256": digest, "file": Path(path).name})
+
+
+def load_tensors(path, verify: bool = True) -> tuple[dict, dict]:
+    """Load a safetensors file written by :func:`save_tensors`; return ``(tensors, meta)``.
+
+    Raises :class:`CorruptFileError` naming the file when it is truncated, altered, or lacks its
+    sidecar.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    side = sidecar_path(path)
+    if not side.exists():
+        raise CorruptFileError(f"checkpoint {path} has no sidecar {side.name}; refusing to use it")
+    meta = load_json(side)
+    if verify:
+        digest = sha256(path)
+        if digest != meta.get("sha256"):
+            raise CorruptFileError(
+                f"checkpoint {path} is corrupt or truncated: its SHA-256 {digest[:12]}… does not "
+                f"match {str(meta.get('sha256'))[:12]}… recorded in {side.name}. Delete it (and its "
+                f"sidecar) and re-run to recompute it."
+            )
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types
+        raise CorruptFileError(f"checkpoint {path} cannot be read: {exc}") from exc
+    return tensors, meta

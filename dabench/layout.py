@@ -1,0 +1,49 @@
+"""Where each artefact of a run lives, relative to ``results/<name>/`` (SPEC §9, a contract).
+
+The rules (via ``rules/common.smk``) and the methods ask this module for paths, so a path is
+spelled in one place.
+"""
+
+from __future__ import annotations
+
+QUERY_SETS = ("validation", "generation")
+
+TRAIN_DATA = "data/train.npz"
+VALIDATION_DATA = "data/validation.npz"
+DATASET_INFO = "data/dataset.json"
+FULL_MODEL = "models/full/model.safetensors"
+FULL_MODEL_CHECKPOINTS = "models/full/checkpoints"
+TRAINING_LOG = "models/full/training_log.npz"
+GENERATION = "generation/samples.npz"
+LDS_TABLE = "tables/lds.csv"
+LDS_CEILING = "lds/ceiling.json"
+
+
+def query_file(query_set: str) -> str:
+    """The .npz holding ``images`` (Q, C, H, W) of a query set."""
+    if query_set == "validation":
+        return VALIDATION_DATA
+    if query_set == "generation":
+        return GENERATION
+    raise ValueError(f"unknown query set {query_set!r} (known: {', '.join(QUERY_SETS)})")
+
+
+def lds_subsets(family: str) -> str:
+    return f"lds/{family}/subsets.npy"
+
+
+def lds_outputs(family: str, query_set: str, per_seed: bool = False) -> str:
+    suffix = "_outputs_per_seed.npy" if per_seed else "_outputs.npy"
+    return f"lds/{family}/{query_set}{suffix}"
+
+
+def lds_chunk(family: str, chunk: int | str) -> str:
+    return f"lds/{family}/retrains/chunk{chunk}.npz"
+
+
+def scores(method_id: str, query_set: str) -> str:
+    return f"scores/{method_id}/{query_set}.npy"
+
+
+def lds_result(method_id: str, query_set: str, family: str = "test") -> str:
+    return f"evaluation/lds/{family}/{method_id}/{query_set}.json"

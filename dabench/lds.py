@@ -1,0 +1,333 @@
+"""The LDS benchmark (SPEC §2): subsets, retrains, model outputs, the metric and its ceiling.
+
+- :func:`draw_subsets`: the tune and test subset families, disjoint, from the seed.
+- :func:`retrain_items` / :func:`run_retrains`: the (subset, seed) retrains packed into jobs; each
+  retrain trains from scratch (same initialisation and noise seed across subsets), computes the
+  model output f(x; θ_S) on every query set and is recorded as soon as it finishes, so a killed
+  job resumes where it stopped.
+- :func:`collect_outputs`: per-seed and seed-averaged outputs, subsets × queries.
+- :func:`spearman_rows`, :func:`lds_per_query`, :func:`bootstrap_mean_ci`, :func:`ceiling_per_query`:
+  pure functions of arrays.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dabench.config import derive_seed, fingerprint
+
+FAMILIES = ("tune", "test")
+
+
+# ------------------------------------------------------------------------------------------------
+# Subsets
+
+
+def draw_subsets(n_train: int, alpha: float, n_tune: int, n_test: int, seed: int) -> dict:
+    """Return ``{"tune": (M_tune, s), "test": (M_test, s)}`` int64 arrays of sorted training
+    indices, s = floor(alpha · n_train). No subset appears twice, within or across families."""
+    size = int(alpha * n_train)
+    rng = np.random.default_rng(derive_seed(seed, "lds-subsets"))
+    seen, rows = set(), []
+    while len(rows) < n_tune + n_test:
+        row = np.sort(rng.choice(n_train, size=size, replace=False))
+        key = row.tobytes()
+        if key in seen:
+            if len(seen) > 10 * (n_tune + n_test):
+                raise ValueError(f"cannot draw {n_tune + n_test} distinct subsets of size {size} "
+                                 f"from {n_train} examples")
+            continue
+        seen.add(key)
+        rows.append(row)
+    rows = np.stack(rows).astype(np.int64)
+    return {"tune": rows[:n_tune], "test": rows[n_tune:]}
+
+
+def check_subsets(subsets: np.ndarray, n_train: int, source: str) -> None:
+    """Refuse a subset matrix with indices outside [0, n_train), naming ``source``."""
+    subsets = np.asarray(subsets)
+    bad = subsets[(subsets < 0) | (subsets >= n_train)]
+    if bad.size:
+        raise ValueError(f"{source}: subset index {int(bad.flat[0])} is out of range "
+                         f"[0, {n_train}) ({bad.size} such indices)")
+
+
+def indicator(subsets: np.ndarray, n_train: int) -> np.ndarray:
+    """(M, s) index rows -> (M, N) float32 0/1 membership matrix."""
+    out = np.zeros((len(subsets), n_train), dtype=np.float32)
+    np.put_along_axis(out, np.asarray(subsets), 1.0, axis=1)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Retrains
+
+
+def retrain_items(n_subsets: int, n_seeds: int) -> list[tuple[int, int]]:
+    """All (subset j, seed r) retrains of a family, in job-packing order."""
+    return [(j, r) for j in range(n_subsets) for r in range(n_seeds)]
+
+
+def n_chunks(n_subsets: int, n_seeds: int, per_job: int) -> int:
+    return -(-n_subsets * n_seeds // per_job)
+
+
+def chunk_items(n_subsets: int, n_seeds: int, per_job: int, chunk: int) -> list[tuple[int, int]]:
+    items = retrain_items(n_subsets, n_seeds)
+    if not 0 <= chunk < n_chunks(n_subsets, n_seeds, per_job):
+        raise ValueError(f"chunk {chunk} does not exist ({len(items)} retrains, {per_job} per job)")
+    return items[chunk * per_job:(chunk + 1) * per_job]
+
+
+def retrain_seeds(master_seed: int, r: int) -> tuple[int, int]:
+    """(training seed, initialisation seed) of retrain seed r: shared by every subset."""
+    return derive_seed(master_seed, "lds-train", r), derive_seed(master_seed, "lds-init", r)
+
+
+def run_retrains(
+    images: np.ndarray,
+    subsets: np.ndarray,
+    items: list[tuple[int, int]],
+    model_cfg: dict,
+    recipe: dict,
+    output_cfg: dict,
+    queries: dict[str, np.ndarray],
+    master_seed: int,
+    partial_dir: str | Path,
+    model_dir: str | Path | None = None,
+    family: str = "test",
+    progress: bool = True,
+) -> dict:
+    """Train one model per (subset, seed) item and compute f(x; θ) on each query set.
+
+    ``images``: (N, C, H, W) training set D; ``subsets``: (M, s); ``queries``: name -> (Q, C, H, W).
+    Each finished retrain is stored in ``partial_dir`` at once (its training also keeps a resume
+    state there), so a re-run after a kill continues where it stopped. Returns
+    ``{"subset": (n,), "seed": (n,), "seconds": (n,), "outputs.<query set>": (n, Q)}``.
+    """
+    from dabench import model as M
+    from dabench.io import load_npz, save_npz
+
+    partial_dir = Path(partial_dir)
+    partial_dir.mkdir(parents=True, exist_ok=True)
+    scheduler = M.build_scheduler(model_cfg)
+    grid = M.timestep_grid(model_cfg["num_train_timesteps"], output_cfg["timesteps"])
+    key = fingerprint({"model": model_cfg, "recipe": recipe, "output": output_cfg,
+                       "seed": master_seed, "queries": {k: v.shape for k, v in queries.items()}})
+    rows = []
+    for n_done, (j, r) in enumerate(items):
+        done_file = partial_dir / f"subset{j:04d}_seed{r}.{key}.npz"
+        if done_file.exists():
+            rows.append(load_npz(done_file))
+            continue
+        train_seed, init_seed = retrain_seeds(master_seed, r)
+        tic = time.perf_counter()
+        label = f"{family} retrain {n_done + 1}/{len(items)} (subset {j}, seed {r})"
+        result = M.train(images, subsets[j], model_cfg, recipe, seed=train_seed, init_seed=init_seed,
+                         resume_path=partial_dir / f"subset{j:04d}_seed{r}.{key}.resume.safetensors",
+                         progress=label if progress else False)
+        outputs = {f"outputs.{name}": M.model_output(result.unet, scheduler, q, grid,
+                                                     output_cfg["noises"],
+                                                     derive_seed(master_seed, "output", name))
+                   for name, q in queries.items()}
+        if model_dir is not None:
+            M.save_model(Path(model_dir) / f"subset{j:04d}_seed{r}.safetensors", result.unet,
+                         {"family": family, "subset": j, "seed": r, "steps": recipe["steps"],
+                          "members": subsets[j].tolist(), "train_seed": train_seed,
+                          "init_seed": init_seed, "recipe": recipe,
+                          "unet_config": M.unet_config(model_cfg, images.shape[1], images.shape[-1])})
+        row = {"subset": np.int64(j), "seed": np.int64(r),
+               "seconds": np.float64(time.perf_counter() - tic), **outputs}
+        save_npz(done_file, **row)
+        resume = partial_dir / f"subset{j:04d}_seed{r}.{key}.resume.safetensors"
+        for leftover in (resume, resume.with_suffix(".json")):
+            leftover.unlink(missing_ok=True)
+        rows.append(row)
+        if progress:
+            print(f"[dabench] {label} done in {row['seconds']:.1f}s", flush=True)
+    return {k: np.stack([np.asarray(row[k]) for row in rows]) for k in rows[0]}
+
+
+def clear_partial(partial_dir: str | Path) -> None:
+    shutil.rmtree(partial_dir, ignore_errors=True)
+
+
+def collect_outputs(chunks: list[dict], n_subsets: int, n_seeds: int, query_set: str) -> np.ndarray:
+    """Assemble chunk results into (R, M, Q) float32 outputs of ``query_set``; every retrain must
+    be present exactly once."""
+    key = f"outputs.{query_set}"
+    n_queries = chunks[0][key].shape[1]
+    out = np.full((n_seeds, n_subsets, n_queries), np.nan, dtype=np.float32)
+    for chunk in chunks:
+        for j, r, row in zip(chunk["subset"], chunk["seed"], chunk[key]):
+            out[r, j] = row
+    missing = np.argwhere(np.isnan(out[:, :, 0]))
+    if missing.size:
+        r, j = missing[0]
+        raise ValueError(f"retrain of subset {j}, seed {r} is missing ({len(missing)} missing)")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# The metric
+
+
+def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman correlation of each row of ``a`` with the same row of ``b``.
+
+    ``a``, ``b``: (Q, M). Returns (Q,) float64; NaN where a row is constant. Ties get average ranks
+    (as ``scipy.stats.spearmanr``).
+    """
+    from scipy.stats import rankdata
+
+    ra = rankdata(a, axis=1)
+    rb = rankdata(b, axis=1)
+    ra -= ra.mean(1, keepdims=True)
+    rb -= rb.mean(1, keepdims=True)
+    denom = np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (ra * rb).sum(1) / denom, np.nan)
+
+
+def lds_per_query(scores: np.ndarray, subsets: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+    """LDS of each query: Spearman over subsets of g_τ(x, S_j) = Σ_{i∈S_j} τ(x)_i and -f(x; θ_{S_j}).
+
+    ``scores``: (Q, N) attributions, positive = helps; ``subsets``: (M, s) training indices;
+    ``outputs``: (M, Q) model outputs f (mean loss, seed-averaged). Returns (Q,) in [-1, 1].
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape[0] != outputs.shape[1]:
+        raise ValueError(f"scores have {scores.shape[0]} queries but outputs {outputs.shape[1]}")
+    check_subsets(subsets, scores.shape[1], "lds_per_query")
+    predicted = scores @ indicator(subsets, scores.shape[1]).T.astype(np.float64)  # (Q, M)
+    return spearman_rows(predicted, -np.asarray(outputs, dtype=np.float64).T)
+
+
+def bootstrap_mean_ci(values: np.ndarray, n_boot: int = 1000, confidence: float = 0.95,
+                      seed: int = 0) -> tuple[float, float, float, int]:
+    """Mean of ``values`` (NaNs dropped) and its percentile bootstrap interval over resampled
+    entries. Returns ``(mean, low, high, n_used)``."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    rng = np.random.default_rng(derive_seed(seed, "bootstrap"))
+    draws = rng.integers(0, values.size, size=(n_boot, values.size))
+    means = values[draws].mean(1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(values.mean()), float(low), float(high), int(values.size)
+
+
+def ceiling_per_query(outputs_per_seed: np.ndarray) -> np.ndarray:
+    """The retraining ceiling of each query.
+
+    ``outputs_per_seed``: (R, M, Q), R >= 2. For each seed r, the Spearman over subsets between
+    f of seed r and the mean f of the other seeds; averaged over r. Returns (Q,).
+    """
+    outputs_per_seed = np.asarray(outputs_per_seed, dtype=np.float64)
+    n_seeds = outputs_per_seed.shape[0]
+    if n_seeds < 2:
+        raise ValueError("the retraining ceiling needs at least 2 seeds per subset")
+    total = outputs_per_seed.sum(0)
+    per_seed = [spearman_rows(outputs_per_seed[r].T, ((total - outputs_per_seed[r]) / (n_seeds - 1)).T)
+                for r in range(n_seeds)]
+    return np.nanmean(np.stack(per_seed), axis=0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Workflow stages
+
+
+def write_subsets(n_train: int, lds_cfg: dict, seed: int, subset_paths: dict, index_dirs: dict) -> dict:
+    """Draw both families; write ``lds/<family>/subsets.npy`` and one plain index file per subset
+    under ``subsets/<family>/``."""
+    from dabench.data import write_index_file
+    from dabench.io import save_npy
+
+    families = draw_subsets(n_train, lds_cfg["alpha"], lds_cfg["tune"]["n_subsets"],
+                            lds_cfg["test"]["n_subsets"], seed)
+    for family, rows in families.items():
+        folder = Path(index_dirs[family])
+        folder.mkdir(parents=True, exist_ok=True)
+        for j, row in enumerate(rows):
+            write_index_file(folder / f"subset_{j:04d}.txt", row,
+                             f"{family} subset {j}: indices into the training set D")
+        save_npy(subset_paths[family], rows)
+    return families
+
+
+def run_retrain_job(train_path, subsets_path, query_paths: dict, family: str, chunk: int,
+                    n_seeds: int, per_job: int, model_cfg: dict, recipe: dict, output_cfg: dict,
+                    seed: int, chunk_path, model_dir, partial_dir, save_models: bool = True) -> dict:
+    """Workflow stage: the retrains of one job (chunk) of a family, written as one .npz."""
+    from dabench.io import load_npy, load_npz, save_npz
+
+    images = load_npz(train_path)["train_images"]
+    subsets = load_npy(subsets_path)
+    check_subsets(subsets, len(images), str(subsets_path))
+    items = chunk_items(len(subsets), n_seeds, per_job, chunk)
+    queries = {name: load_npz(path)["images"] for name, path in query_paths.items()}
+    Path(model_dir).mkdir(parents=True, exist_ok=True)
+    result = run_retrains(images, subsets, items, model_cfg, recipe, output_cfg, queries, seed,
+                          partial_dir, model_dir if save_models else None, family)
+    save_npz(chunk_path, **result)
+    clear_partial(partial_dir)
+    return result
+
+
+def write_family_outputs(chunk_paths: list, n_subsets: int, n_seeds: int, out_paths: dict) -> None:
+    """Workflow stage: ``out_paths``: query set -> (seed-averaged path, per-seed path)."""
+    from dabench.io import load_npz, save_npy
+
+    chunks = [load_npz(p) for p in chunk_paths]
+    for query_set, (mean_path, per_seed_path) in out_paths.items():
+        per_seed = collect_outputs(chunks, n_subsets, n_seeds, query_set)
+        save_npy(per_seed_path, per_seed)
+        save_npy(mean_path, per_seed.mean(0).astype(np.float32))
+
+
+def _record(values: np.ndarray, lds_cfg: dict, seed: int, **fields) -> dict:
+    mean, low, high, n_used = bootstrap_mean_ci(values, lds_cfg["bootstrap"], lds_cfg["confidence"],
+                                                seed)
+    return {**fields, "lds": 100 * mean, "ci_low": 100 * low, "ci_high": 100 * high,
+            "n_queries": n_used, "per_query": [None if not np.isfinite(v) else float(v)
+                                               for v in values]}
+
+
+def write_ceiling(per_seed_path, query_set: str, lds_cfg: dict, seed: int, out_path) -> dict:
+    """Workflow stage: the retraining ceiling of one query set (test family), as an LDS record."""
+    from dabench.io import load_npy, save_json
+
+    per_seed = load_npy(per_seed_path)
+    record = _record(ceiling_per_query(per_seed), lds_cfg, seed, method_id="ceiling",
+                     method="ceiling", label="Retraining ceiling", family="reference",
+                     variant=f"seed vs mean of {per_seed.shape[0] - 1} others",
+                     query_set=query_set, n_timesteps=None, n_subsets=int(per_seed.shape[1]),
+                     subset_family="test")
+    save_json(out_path, record)
+    return record
+
+
+def evaluate_scores(scores_path, subsets_path, outputs_path, method_id: str, method_entry: dict,
+                    query_set: str, subset_family: str, lds_cfg: dict, seed: int, out_path) -> dict:
+    """Workflow stage: LDS of one method on one query set, as a record with its bootstrap CI."""
+    from dabench.io import load_json, load_npy, save_json
+    from dabench.methods import build
+
+    scores = load_npy(scores_path)
+    outputs = load_npy(outputs_path)
+    subsets = load_npy(subsets_path)
+    meta = load_json(Path(scores_path).with_suffix(".json"))
+    method = build(method_entry)
+    record = _record(lds_per_query(scores, subsets, outputs), lds_cfg, seed, method_id=method_id,
+                     method=method.name, label=method.label, family=method.family,
+                     variant=method.variant, query_set=query_set,
+                     n_timesteps=meta.get("n_timesteps"), n_subsets=int(len(subsets)),
+                     subset_family=subset_family)
+    save_json(out_path, record)
+    return record

@@ -1,0 +1,67 @@
+"""Attribution methods and their registry.
+
+Implementations (one module per method family):
+
+- ``pixel``: raw-pixel similarity, dot or cosine (:mod:`dabench.methods.pixel`).
+
+Adding a method: write a subclass of :class:`AttributionMethod` in its own module and add one line
+to ``REGISTRY``; naming it in a config's ``methods`` then puts it in every table and figure.
+"""
+
+from __future__ import annotations
+
+from dabench.methods.base import AttributionMethod
+from dabench.methods.pixel import PixelSimilarity
+
+REGISTRY: dict[str, type[AttributionMethod]] = {
+    PixelSimilarity.name: PixelSimilarity,
+}
+
+
+def method_class(name: str) -> type[AttributionMethod]:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r} (registered: {', '.join(sorted(REGISTRY))})") from None
+
+
+def build(entry: dict) -> AttributionMethod:
+    """An instance from a config entry ``{"method": name, **params}``."""
+    params = {k: v for k, v in entry.items() if k != "method"}
+    return method_class(entry["method"])(**params)
+
+
+def validate_method_config(entry: dict) -> dict:
+    """Check a config entry (unknown method or parameter, bad value) and fill its defaults."""
+    method = build(entry)
+    return {"method": entry["method"], **method.params}
+
+
+__all__ = ["AttributionMethod", "REGISTRY", "build", "method_class", "validate_method_config"]
+
+
+def compute_scores(method_id: str, entry: dict, query_set: str, inputs: dict, scores_path,
+                   run_dir=".") -> "np.ndarray":
+    """Workflow stage: scores (Q, N) of one method on one query set, with a JSON sidecar of every
+    parameter and the input paths (relative to the run folder) they came from."""
+    import os
+    import time
+
+    import numpy as np
+
+    from dabench.io import save_json, save_npy
+
+    method = build(entry)
+    tic = time.perf_counter()
+    scores = np.asarray(method.score(inputs, query_set), dtype=np.float32)
+    if not np.all(np.isfinite(scores)):
+        raise ValueError(f"method {method_id} produced non-finite scores on {query_set}")
+    save_npy(scores_path, scores)
+    save_json(os.path.splitext(scores_path)[0] + ".json", {
+        "method_id": method_id, "method": method.name, "label": method.label,
+        "variant": method.variant, "params": method.params, "query_set": query_set,
+        "shape": list(scores.shape), "seconds": time.perf_counter() - tic,
+        "n_timesteps": getattr(method, "n_timesteps", None),
+        "inputs": {k: os.path.relpath(v, run_dir) for k, v in inputs.items()},
+    })
+    return scores

@@ -1,0 +1,40 @@
+"""The interface every attribution method implements.
+
+A method is a class with a ``name`` (its registry key), a display ``label`` and ``family`` (for
+tables and figure colours), ``defaults`` (its parameters), :meth:`inputs` (the run artefacts it
+reads, as paths relative to the run folder, from :mod:`dabench.layout`) and :meth:`score`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class AttributionMethod:
+    name: str = ""
+    label: str = ""
+    family: str = ""
+    defaults: dict = {}
+
+    def __init__(self, **params):
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise KeyError(f"method {self.name!r} has no parameter {', '.join(map(repr, unknown))}"
+                           f" (parameters: {', '.join(sorted(self.defaults)) or 'none'})")
+        self.params = {**self.defaults, **params}
+
+    @property
+    def variant(self) -> str:
+        """A short description of the parameters that distinguish rows of one method in tables."""
+        return ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+
+    def inputs(self, query_set: str) -> dict[str, str]:
+        """name -> path (relative to the run folder) of each artefact :meth:`score` reads."""
+        raise NotImplementedError
+
+    def score(self, inputs: dict[str, Path], query_set: str) -> np.ndarray:
+        """Attribution scores, (Q, N) float32: queries × training examples, positive = the
+        training example helps (lowers the query's loss)."""
+        raise NotImplementedError

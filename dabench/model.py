@@ -1,0 +1,366 @@
+"""The diffusion model: UNet + DDPM schedule from config, training, checkpoints, training log.
+
+- :func:`build_unet` / :func:`build_scheduler`: diffusers ``UNet2DModel`` and ``DDPMScheduler``.
+- :func:`training_plan`: the **training log** of SPEC §1, computed before training from the seed —
+  per optimizer step the example indices, their timesteps, the seeds of their noises and the
+  learning rate. Training consumes exactly this plan, so any (example, step) can be replayed.
+- :func:`train`: AdamW with warm-up and cosine decay through accelerate (CPU here; GPU,
+  multi-GPU and mixed precision on a cluster without code change), checkpoints at configured
+  steps, periodic resume states; resuming gives bit-identical final weights.
+- :func:`example_noise`, :func:`per_example_loss`, :func:`model_output`: the loss ℓ(x, t, ε; θ)
+  and the LDS model output f(x; θ) of SPEC §2.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from dabench.config import derive_seed, fingerprint
+from dabench.io import CorruptFileError, load_tensors, save_npz, save_tensors
+
+UNET_KEYS = ("block_out_channels", "layers_per_block", "down_block_types", "up_block_types",
+             "norm_num_groups", "attention_head_dim", "dropout")
+
+
+def unet_config(model_cfg: dict, channels: int, resolution: int) -> dict:
+    """kwargs of ``UNet2DModel`` from the ``model`` config section and the data's shape."""
+    cfg = {k: model_cfg[k] for k in UNET_KEYS}
+    cfg["block_out_channels"] = tuple(cfg["block_out_channels"])
+    cfg["down_block_types"] = tuple(cfg["down_block_types"])
+    cfg["up_block_types"] = tuple(cfg["up_block_types"])
+    return dict(sample_size=resolution, in_channels=channels, out_channels=channels, **cfg)
+
+
+def build_unet(model_cfg: dict, channels: int, resolution: int, init_seed: int):
+    """A freshly initialised UNet2DModel; the same ``init_seed`` gives the same weights."""
+    from diffusers import UNet2DModel
+
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(init_seed)
+        unet = UNet2DModel(**unet_config(model_cfg, channels, resolution))
+    # Classic attention: SDPA has no vmap rule on CPU (per-example gradients need vmap).
+    if any("Attn" in b for b in model_cfg["down_block_types"] + model_cfg["up_block_types"]):
+        from diffusers.models.attention_processor import AttnProcessor
+
+        unet.set_attn_processor(AttnProcessor())
+    return unet
+
+
+def build_scheduler(model_cfg: dict):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=model_cfg["num_train_timesteps"],
+                         beta_start=model_cfg["beta_start"], beta_end=model_cfg["beta_end"],
+                         beta_schedule="linear")
+
+
+# ------------------------------------------------------------------------------------------------
+# Noise, loss, model output
+
+
+def example_noise(noise_seeds: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
+    """ε for each noise seed: (B,) int64 seeds -> (B, *shape) float32, one generator per seed."""
+    gen = torch.Generator()
+    out = torch.empty((len(noise_seeds), *shape))
+    for b, s in enumerate(np.asarray(noise_seeds).tolist()):
+        gen.manual_seed(int(s))
+        out[b] = torch.randn(shape, generator=gen)
+    return out
+
+
+def add_noise(scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε, broadcasting over (B, C, H, W)."""
+    abar = scheduler.alphas_cumprod.to(x0.device, x0.dtype)[t.long()].view(-1, 1, 1, 1)
+    return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+
+
+def per_example_loss(unet, scheduler, x0, t, noise) -> torch.Tensor:
+    """ℓ(x, t, ε; θ) = mean over pixels of (ε - ε_θ(x_t, t))²: (B,) for (B, C, H, W) inputs."""
+    pred = unet(add_noise(scheduler, x0, noise, t), t).sample
+    return ((pred.float() - noise.float()) ** 2).flatten(1).mean(1)
+
+
+def timestep_grid(num_train_timesteps: int, n: int) -> np.ndarray:
+    """n evenly spaced timesteps 0, T/n, 2T/n, … (all T when n = T)."""
+    n = min(n, num_train_timesteps)
+    return (np.arange(n) * num_train_timesteps // n).astype(np.int64)
+
+
+@torch.no_grad()
+def model_output(unet, scheduler, images: np.ndarray, timesteps: np.ndarray, n_noises: int,
+                 noise_seed: int, batch_size: int = 2048) -> np.ndarray:
+    """f(x; θ) = mean over ``timesteps`` × ``n_noises`` fixed noises of ℓ(x, t, ε; θ).
+
+    ``images``: (Q, C, H, W) in [-1, 1]. Returns (Q,) float32. Noise of query q, noise k and grid
+    timestep j depends only on (noise_seed, q, k, j): the same for every model evaluated.
+    """
+    device = next(unet.parameters()).device
+    unet.eval()
+    q_idx, k_idx, j_idx = np.meshgrid(np.arange(len(images)), np.arange(n_noises),
+                                      np.arange(len(timesteps)), indexing="ij")
+    q_idx, k_idx, j_idx = q_idx.ravel(), k_idx.ravel(), j_idx.ravel()
+    # Seeds of the noises: a fixed affine map of (q, k, j) from one derived base, so each noise is
+    # reproducible alone and the whole grid costs no hashing.
+    base = derive_seed(noise_seed, "model-output")
+    seeds = (base + (q_idx * n_noises + k_idx) * len(timesteps) + j_idx) % (2**63 - 1)
+    losses = np.empty(len(q_idx), dtype=np.float64)
+    x_all = torch.as_tensor(images)
+    for start in range(0, len(q_idx), batch_size):
+        sl = slice(start, start + batch_size)
+        x0 = x_all[q_idx[sl]].to(device)
+        t = torch.as_tensor(timesteps[j_idx[sl]], device=device)
+        noise = example_noise(seeds[sl], tuple(images.shape[1:])).to(device)
+        losses[sl] = per_example_loss(unet, scheduler, x0, t, noise).double().cpu().numpy()
+    return losses.reshape(len(images), -1).mean(1).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------
+# Training plan (the training log)
+
+
+def lr_at(step: np.ndarray, recipe: dict) -> np.ndarray:
+    """Learning rate used at optimizer step ``step`` (0-based): linear warm-up, cosine decay to 0."""
+    step = np.asarray(step, dtype=np.float64)
+    warm, total = recipe["warmup_steps"], recipe["steps"]
+    warmup = (step + 1) / max(warm, 1)
+    progress = (step - warm) / max(total - warm, 1)
+    cosine = 0.5 * (1 + np.cos(np.pi * np.clip(progress, 0, 1)))
+    return recipe["lr"] * np.where(step < warm, warmup, cosine)
+
+
+def training_plan(members: np.ndarray, recipe: dict, seed: int, num_train_timesteps: int) -> dict:
+    """The training log, computed up front.
+
+    ``members``: indices (into the training set D) this model is trained on. Returns arrays
+    ``indices`` (steps, B) int64 — examples of each batch, epoch-wise shuffles of ``members``;
+    ``timesteps`` (steps, B) int64 uniform in [0, T); ``noise_seeds`` (steps, B) int64;
+    ``lr`` (steps,) float64. Timesteps and noise seeds depend only on (seed, step, position), not
+    on ``members``: models of one seed on different subsets share them (SPEC §2).
+    """
+    members = np.asarray(members, dtype=np.int64)
+    steps, bsz = recipe["steps"], recipe["batch_size"]
+    n = len(members)
+    positions = np.arange(steps * bsz)
+    epochs = positions // n
+    order = np.empty(steps * bsz, dtype=np.int64)
+    for e in range(int(epochs[-1]) + 1):
+        perm = np.random.default_rng(derive_seed(seed, "epoch", e)).permutation(n)
+        sel = epochs == e
+        order[sel] = perm[positions[sel] % n]
+    t_rng = np.random.default_rng(derive_seed(seed, "timesteps"))
+    timesteps = t_rng.integers(0, num_train_timesteps, size=(steps, bsz))
+    base = derive_seed(seed, "noise")
+    noise_seeds = (base + positions.reshape(steps, bsz)) % (2**63 - 1)
+    return {
+        "indices": members[order].reshape(steps, bsz),
+        "timesteps": timesteps.astype(np.int64),
+        "noise_seeds": noise_seeds.astype(np.int64),
+        "lr": lr_at(np.arange(steps), recipe),
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclass
+class TrainResult:
+    unet: torch.nn.Module
+    plan: dict
+    losses: np.ndarray
+    seconds: float
+    resumed_from: int = 0
+    checkpoints: list = field(default_factory=list)
+
+
+def _optimizer_tensors(optimizer, params) -> dict:
+    """AdamW state as flat named tensors (safetensors holds no nested dicts)."""
+    out = {}
+    index = {id(p): i for i, p in enumerate(params)}
+    for p, state in optimizer.state.items():
+        for key, value in state.items():
+            out[f"optim.{index[id(p)]}.{key}"] = torch.as_tensor(value).clone()
+    return out
+
+
+def _load_optimizer_tensors(optimizer, params, tensors: dict) -> None:
+    for name, value in tensors.items():
+        if not name.startswith("optim."):
+            continue
+        _, i, key = name.split(".", 2)
+        optimizer.state[params[int(i)]][key] = value.to(params[int(i)].device) if key != "step" else value
+
+
+def _model_tensors(unet) -> dict:
+    return {f"model.{k}": v for k, v in unet.state_dict().items()}
+
+
+def load_model(path, model_cfg: dict | None = None):
+    """Load a checkpoint written by :func:`train` (checksum verified); return ``(unet, meta)``."""
+    from diffusers import UNet2DModel
+
+    tensors, meta = load_tensors(path)
+    unet = UNet2DModel(**{k: tuple(v) if isinstance(v, list) else v
+                          for k, v in meta["unet_config"].items()})
+    if any("Attn" in b for b in meta["unet_config"]["down_block_types"]):
+        from diffusers.models.attention_processor import AttnProcessor
+
+        unet.set_attn_processor(AttnProcessor())
+    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    missing, unexpected = unet.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CorruptFileError(f"checkpoint {path} does not match its UNet config "
+                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return unet.eval(), meta
+
+
+def train(
+    images: np.ndarray,
+    members: np.ndarray,
+    model_cfg: dict,
+    recipe: dict,
+    seed: int,
+    init_seed: int,
+    checkpoint_dir: str | Path | None = None,
+    resume_path: str | Path | None = None,
+    meta: dict | None = None,
+    progress: bool | str = False,
+    stop_after: int | None = None,
+    accelerator=None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Train a UNet from scratch on ``images[members]`` following :func:`training_plan`.
+
+    ``images``: (N, C, H, W) float32 in [-1, 1], the whole training set D. Checkpoints at
+    ``recipe['checkpoint_steps']`` go to ``checkpoint_dir/step_{s:06d}.safetensors`` (model
+    weights + sidecar). Every ``recipe['resume_every']`` steps the model and optimizer state go to
+    ``resume_path``; if that file exists and belongs to the same run, training continues from it.
+    ``stop_after`` stops early (tests use it to simulate an interruption).
+    """
+    from accelerate import Accelerator
+
+    accelerator = accelerator or Accelerator(mixed_precision=recipe["mixed_precision"],
+                                             cpu=not torch.cuda.is_available())
+    channels, resolution = images.shape[1], images.shape[-1]
+    plan = training_plan(members, recipe, seed, model_cfg["num_train_timesteps"])
+    unet = build_unet(model_cfg, channels, resolution, init_seed)
+    scheduler = build_scheduler(model_cfg)
+    params = list(unet.parameters())
+    optimizer = torch.optim.AdamW(params, lr=recipe["lr"], weight_decay=recipe["weight_decay"])
+    run_id = fingerprint({"members": members.tolist(), "recipe": recipe, "seed": seed,
+                          "init_seed": init_seed, "model": model_cfg, "shape": images.shape})
+    meta = {**(meta or {}), "seed": seed, "init_seed": init_seed, "recipe": recipe,
+            "unet_config": unet_config(model_cfg, channels, resolution), "run_id": run_id,
+            "n_members": len(members)}
+
+    start = 0
+    if resume_path is not None and Path(resume_path).exists():
+        try:
+            tensors, rmeta = load_tensors(resume_path)
+        except CorruptFileError:
+            tensors, rmeta = None, {}
+        if tensors is not None and rmeta.get("run_id") == run_id:
+            unet.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+            _load_optimizer_tensors(optimizer, params, tensors)
+            start = int(rmeta["step"])
+
+    unet, optimizer = accelerator.prepare(unet, optimizer)
+    device = accelerator.device
+    x_all = torch.as_tensor(images)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    shape = tuple(images.shape[1:])
+    losses = np.full(recipe["steps"], np.nan, dtype=np.float32)
+    checkpoints = []
+    end = recipe["steps"] if stop_after is None else min(recipe["steps"], stop_after)
+    bar = None
+    if progress and accelerator.is_main_process:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=recipe["steps"], initial=start, desc=progress if isinstance(progress, str)
+                   else "train", unit="step", mininterval=2.0, leave=False)
+    tic = time.perf_counter()
+    unet.train()
+    for step in range(start, end):
+        # Each process takes its share of the logged global batch; DDP averages the gradients.
+        idx = plan["indices"][step][rank::world]
+        x0 = x_all[idx].to(device)
+        t = torch.as_tensor(plan["timesteps"][step][rank::world], device=device)
+        noise = example_noise(plan["noise_seeds"][step][rank::world], shape).to(device)
+        for group in optimizer.param_groups:
+            group["lr"] = float(plan["lr"][step])
+        with accelerator.autocast():
+            loss = per_example_loss(unet, scheduler, x0, t, noise).mean()
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        if recipe["grad_clip"] > 0:
+            accelerator.clip_grad_norm_(unet.parameters(), recipe["grad_clip"])
+        optimizer.step()
+        losses[step] = loss.item()
+        done = step + 1
+        if bar is not None:
+            bar.update(1)
+            if done % 50 == 0:
+                bar.set_postfix(loss=f"{np.nanmean(losses[max(0, step - 49):done]):.4f}")
+        if on_step is not None:
+            on_step(done, losses[step])
+        if not accelerator.is_main_process:
+            continue
+        if checkpoint_dir is not None and done in recipe["checkpoint_steps"]:
+            path = Path(checkpoint_dir) / f"step_{done:06d}.safetensors"
+            save_tensors(path, _model_tensors(accelerator.unwrap_model(unet)),
+                         {**meta, "step": done, "lr": float(plan["lr"][step])})
+            checkpoints.append(str(path))
+        if resume_path is not None and done % recipe["resume_every"] == 0 and done < recipe["steps"]:
+            save_tensors(resume_path, {**_model_tensors(accelerator.unwrap_model(unet)),
+                                       **_optimizer_tensors(optimizer.optimizer
+                                                            if hasattr(optimizer, "optimizer")
+                                                            else optimizer, params)},
+                         {"run_id": run_id, "step": done})
+    if bar is not None:
+        bar.close()
+    accelerator.wait_for_everyone()
+    unet = accelerator.unwrap_model(unet).eval()
+    return TrainResult(unet, plan, losses, time.perf_counter() - tic, start, checkpoints)
+
+
+def save_model(path, unet, meta: dict) -> None:
+    save_tensors(path, _model_tensors(unet), meta)
+
+
+def save_training_log(path, plan: dict, losses: np.ndarray, members: np.ndarray) -> None:
+    """The training log of SPEC §1 as an .npz of plain arrays (see :func:`training_plan`)."""
+    save_npz(path, indices=plan["indices"], timesteps=plan["timesteps"],
+             noise_seeds=plan["noise_seeds"], lr=plan["lr"], loss=losses, members=members)
+
+
+def train_full_model(train_path, model_cfg: dict, recipe: dict, seed: int, model_path, log_path,
+                     checkpoint_dir, resume_path) -> TrainResult:
+    """Workflow stage: train θ_D on the whole training set; write the final model, the checkpoints
+    of ``recipe['checkpoint_steps']`` and the training log."""
+    from dabench.io import load_npz
+
+    images = load_npz(train_path)["train_images"]
+    members = np.arange(len(images))
+    Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+    result = train(images, members, model_cfg, recipe, seed=derive_seed(seed, "full-train"),
+                   init_seed=derive_seed(seed, "full-init"), checkpoint_dir=checkpoint_dir,
+                   resume_path=resume_path, meta={"role": "full", "members": "all"},
+                   progress="full model")
+    save_training_log(log_path, result.plan, result.losses, members)
+    save_model(model_path, result.unet,
+               {"role": "full", "steps": recipe["steps"], "seed": seed, "recipe": recipe,
+                "unet_config": unet_config(model_cfg, images.shape[1], images.shape[-1]),
+                "train_seconds": result.seconds,
+                "final_loss": float(np.nanmean(result.losses[-50:]))})
+    for leftover in (Path(resume_path), Path(resume_path).with_suffix(".json")):
+        leftover.unlink(missing_ok=True)
+    print(f"[dabench] full model: {recipe['steps']} steps in {result.seconds:.1f}s, "
+          f"final loss {np.nanmean(result.losses[-50:]):.4f}", flush=True)
+    return result

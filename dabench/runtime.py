@@ -1,0 +1,77 @@
+"""What every workflow job does first: threads, log file, a readable error.
+
+Scripts under ``scripts/`` call :func:`job` as a context manager::
+
+    with job(snakemake) as smk:
+        do_the_work(smk.input.x, smk.output.y, **smk.params)
+
+It caps torch to the job's threads, copies stdout/stderr into the job's log file (progress bars
+still reach the terminal), and turns a dabench error into one line naming the culprit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+
+class _Tee:
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for s in self.streams:
+            s.write(text)
+        return len(text)
+
+    def flush(self):
+        for s in self.streams:
+            s.flush()
+
+    def isatty(self):
+        return self.streams[0].isatty()
+
+    def fileno(self):
+        return self.streams[0].fileno()
+
+
+def set_threads(threads: int) -> None:
+    import torch
+
+    threads = max(1, int(threads))
+    torch.set_num_threads(threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
+@contextlib.contextmanager
+def job(smk):
+    set_threads(getattr(smk, "threads", 1) or 1)
+    log_path = Path(smk.log[0]) if len(getattr(smk, "log", [])) else None
+    log = None
+    old = sys.stdout, sys.stderr
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "w", buffering=1)
+        sys.stdout, sys.stderr = _Tee(old[0], log), _Tee(old[1], log)
+    tic = time.perf_counter()
+    try:
+        yield smk
+        print(f"[dabench] {smk.rule} finished in {time.perf_counter() - tic:.1f}s", flush=True)
+    except Exception as exc:
+        from dabench.config import ConfigError
+        from dabench.data import DataError
+        from dabench.io import CorruptFileError
+
+        if isinstance(exc, (ConfigError, DataError, CorruptFileError, FileNotFoundError)):
+            print(f"\n[dabench] error in rule {smk.rule}: {exc}\n", file=sys.stderr, flush=True)
+        else:
+            traceback.print_exc()
+        raise SystemExit(1) from None
+    finally:
+        sys.stdout, sys.stderr = old
+        if log is not None:
+            log.close()

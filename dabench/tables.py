@@ -1,0 +1,63 @@
+"""Tidy tables (pandas) written as CSV with a booktabs LaTeX version beside them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dabench.io import atomic_path, load_json
+
+LDS_COLUMNS = ["method", "variant", "query_set", "n_timesteps", "lds", "ci_low", "ci_high",
+               "n_queries", "n_subsets", "method_id", "family", "subset_family"]
+
+
+def lds_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per (method, setting, query set) from LDS records; LDS and CI in percent."""
+    rows = [{"method": r["label"], **{k: r.get(k) for k in LDS_COLUMNS if k != "method"}}
+            for r in records]
+    df = pd.DataFrame(rows, columns=LDS_COLUMNS)
+    df["n_timesteps"] = df["n_timesteps"].astype("Int64")
+    order = {"reference": 0}
+    df["_ref"] = df["family"].map(order).fillna(1)
+    df = df.sort_values(["query_set", "_ref", "lds"], ascending=[False, True, False])
+    return df.drop(columns="_ref").reset_index(drop=True)
+
+
+def _fmt_ci(row) -> str:
+    if not np.isfinite(row["lds"]):
+        return "--"
+    return f"{row['lds']:.2f} ({row['ci_low']:.2f}, {row['ci_high']:.2f})"
+
+
+def lds_latex(df: pd.DataFrame, caption: str = "") -> str:
+    """Table-2 layout: methods × query set, LDS (%) with its bootstrap interval (booktabs)."""
+    wide = df.assign(cell=df.apply(_fmt_ci, axis=1),
+                     name=df["method"] + " (" + df["variant"].astype(str) + ")")
+    wide = wide.pivot_table(index="name", columns="query_set", values="cell", aggfunc="first",
+                            sort=False)
+    wide = wide.reindex(columns=[c for c in ("validation", "generation") if c in wide.columns])
+    wide.columns = [c.capitalize() for c in wide.columns]
+    wide = wide.fillna("--").reset_index().rename(columns={"name": "Method"})
+    latex = wide.style.hide(axis="index").to_latex(hrules=True,
+                                                   column_format="l" + "c" * (len(wide.columns) - 1))
+    if caption:
+        latex = f"% {caption}\n" + latex
+    return latex
+
+
+def write_table(df: pd.DataFrame, csv_path, tex_path, latex: str) -> None:
+    with atomic_path(csv_path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.4f")
+    with atomic_path(tex_path) as tmp:
+        Path(tmp).write_text(latex)
+
+
+def write_lds_table(record_paths: list, csv_path, tex_path) -> pd.DataFrame:
+    """Workflow stage: ``tables/lds.csv`` and ``tables/lds.tex`` from LDS record files."""
+    records = [load_json(p) for p in record_paths]
+    df = lds_frame(records)
+    write_table(df, csv_path, tex_path,
+                lds_latex(df, "LDS (%) on the test subsets, mean and bootstrap interval"))
+    return df

@@ -1,0 +1,14 @@
+rule prepare_dataset:
+    output:
+        train=run_path(layout.TRAIN_DATA),
+        validation=run_path(layout.VALIDATION_DATA),
+        info=run_path(layout.DATASET_INFO),
+        train_index=run_path("subsets/train.txt"),
+        validation_index=run_path("subsets/validation.txt"),
+    params:
+        data=config["data"],
+        seed=config["seed"],
+    log:
+        log_path("prepare_dataset"),
+    script:
+        "../scripts/prepare_dataset.py"

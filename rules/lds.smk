@@ -1,0 +1,81 @@
+# The LDS ground truth: subsets, packed retrains (f(x; θ_S) computed inside each), outputs.
+
+
+rule draw_lds_subsets:
+    output:
+        tune=run_path(layout.lds_subsets("tune")),
+        test=run_path(layout.lds_subsets("test")),
+        tune_index=directory(run_path("subsets/tune")),
+        test_index=directory(run_path("subsets/test")),
+    params:
+        n_train=config["data"]["n_train"],
+        alpha=config["lds"]["alpha"],
+        tune=config["lds"]["tune"],
+        test=config["lds"]["test"],
+        seed=config["seed"],
+    log:
+        log_path("draw_lds_subsets"),
+    script:
+        "../scripts/draw_lds_subsets.py"
+
+
+rule train_lds_models:
+    input:
+        unpack(query_inputs),
+        train=run_path(layout.TRAIN_DATA),
+        subsets=run_path("lds/{family}/subsets.npy"),
+    output:
+        chunk=run_path("lds/{family}/retrains/chunk{chunk}.npz"),
+        models=directory(run_path("models/lds/{family}/chunk{chunk}")),
+    params:
+        model=config["model"],
+        recipe=dabench_config.training_recipe(config, "lds"),
+        output=config["lds"]["output"],
+        n_seeds=lambda wc: config["lds"][wc.family]["n_seeds"],
+        per_job=config["lds"]["retrains_per_job"],
+        save_models=config["lds"]["save_models"],
+        query_sets=QUERY_SETS,
+        seed=config["seed"],
+        partial=lambda wc: run_path(f"partial/lds/{wc.family}/chunk{wc.chunk}"),
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=120,
+    log:
+        log_path("train_lds_models/{family}_{chunk}"),
+    benchmark:
+        bench_path("train_lds_models/{family}_{chunk}")
+    script:
+        "../scripts/train_lds_models.py"
+
+
+rule collect_lds_outputs:
+    input:
+        chunks=lds_chunk_files,
+    output:
+        mean=expand(run_path("lds/{{family}}/{query_set}_outputs.npy"), query_set=QUERY_SETS),
+        per_seed=expand(
+            run_path("lds/{{family}}/{query_set}_outputs_per_seed.npy"), query_set=QUERY_SETS
+        ),
+    params:
+        n_subsets=lambda wc: config["lds"][wc.family]["n_subsets"],
+        n_seeds=lambda wc: config["lds"][wc.family]["n_seeds"],
+        query_sets=QUERY_SETS,
+    log:
+        log_path("collect_lds_outputs/{family}"),
+    script:
+        "../scripts/collect_lds_outputs.py"
+
+
+rule compute_lds_ceiling:
+    input:
+        per_seed=run_path("lds/test/{query_set}_outputs_per_seed.npy"),
+    output:
+        record=run_path("evaluation/lds/test/ceiling/{query_set}.json"),
+    params:
+        lds=config["lds"],
+        seed=config["seed"],
+    log:
+        log_path("compute_lds_ceiling/{query_set}"),
+    script:
+        "../scripts/compute_lds_ceiling.py"

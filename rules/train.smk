@@ -1,0 +1,44 @@
+rule train_full_model:
+    input:
+        train=run_path(layout.TRAIN_DATA),
+    output:
+        model=run_path(layout.FULL_MODEL),
+        sidecar=run_path("models/full/model.json"),
+        training_log=run_path(layout.TRAINING_LOG),
+        checkpoints=directory(run_path(layout.FULL_MODEL_CHECKPOINTS)),
+    params:
+        model=config["model"],
+        recipe=dabench_config.training_recipe(config, "train"),
+        seed=config["seed"],
+        resume=run_path("partial/full_model/resume.safetensors"),
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    log:
+        log_path("train_full_model"),
+    benchmark:
+        bench_path("train_full_model")
+    script:
+        "../scripts/train_full_model.py"
+
+
+rule generate_samples:
+    input:
+        model=run_path(layout.FULL_MODEL),
+    output:
+        samples=run_path(layout.GENERATION),
+    params:
+        model=config["model"],
+        generation=config["generation"],
+        seed=config["seed"],
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    log:
+        log_path("generate_samples"),
+    benchmark:
+        bench_path("generate_samples")
+    script:
+        "../scripts/generate_samples.py"

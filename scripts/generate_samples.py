@@ -1,0 +1,7 @@
+"""Snakemake adapter: DDIM generation set with trajectories."""
+from dabench.runtime import job
+from dabench.sampling import write_generation_set
+
+with job(snakemake) as smk:
+    write_generation_set(smk.input.model, smk.params.model, smk.params.generation,
+                         smk.params.seed, smk.output.samples)

@@ -1,0 +1,8 @@
+"""Snakemake adapter: train the full model θ_D (checkpoints + training log)."""
+from dabench.model import train_full_model
+from dabench.runtime import job
+
+with job(snakemake) as smk:
+    train_full_model(smk.input.train, smk.params.model, smk.params.recipe, smk.params.seed,
+                     smk.output.model, smk.output.training_log, smk.output.checkpoints,
+                     smk.params.resume)
