@@ -6,12 +6,18 @@
 #
 # Everything a run produces lives under results/<config name>/ (SPEC §9), logs under logs/<name>/.
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# A --configfile is complete on its own (on top of the schema's defaults): it replaces config.yaml
+# rather than being merged into it, so a config lists exactly the methods it benchmarks.
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 include: "rules/common.smk"

@@ -45,11 +45,17 @@ def build_unet(model_cfg: dict, channels: int, resolution: int, init_seed: int):
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(init_seed)
         unet = UNet2DModel(**unet_config(model_cfg, channels, resolution))
-    # Classic attention: SDPA has no vmap rule on CPU (per-example gradients need vmap).
-    if any("Attn" in b for b in model_cfg["down_block_types"] + model_cfg["up_block_types"]):
-        from diffusers.models.attention_processor import AttnProcessor
+    return classic_attention(unet)
 
-        unet.set_attn_processor(AttnProcessor())
+
+def classic_attention(unet):
+    """Use diffusers' classic attention processor: SDPA has no vmap rule on CPU, and per-example
+    gradients (torch.func.vmap) go through every attention layer."""
+    from diffusers.models.attention_processor import Attention, AttnProcessor
+
+    for module in unet.modules():
+        if isinstance(module, Attention):
+            module.set_processor(AttnProcessor())
     return unet
 
 
@@ -209,10 +215,7 @@ def load_model(path, model_cfg: dict | None = None):
     tensors, meta = load_tensors(path)
     unet = UNet2DModel(**{k: tuple(v) if isinstance(v, list) else v
                           for k, v in meta["unet_config"].items()})
-    if any("Attn" in b for b in meta["unet_config"]["down_block_types"]):
-        from diffusers.models.attention_processor import AttnProcessor
-
-        unet.set_attn_processor(AttnProcessor())
+    classic_attention(unet)
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     missing, unexpected = unet.load_state_dict(state, strict=False)
     if missing or unexpected:

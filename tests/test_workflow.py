@@ -1,0 +1,148 @@
+"""The Snakemake workflow end to end on the ci config, in a scratch folder (real files, real
+Snakemake, real training), plus dry runs of the paper configs and the failure paths."""
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.workflow
+REPO = Path(__file__).resolve().parent.parent
+
+
+def snakemake(workdir, *args, configfile="configs/ci.yaml", timeout=600):
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+           "--directory", str(workdir), "--configfile", str(REPO / configfile), "--cores", "2",
+           *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def ci_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("ci")
+    tic = time.perf_counter()
+    proc = snakemake(workdir)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    print(f"ci workflow: {time.perf_counter() - tic:.1f}s")
+    return workdir / "results" / "ci"
+
+
+def test_outputs_follow_the_results_contract(ci_run):
+    from dabench import config, io
+
+    cfg = config.load(REPO / "configs" / "ci.yaml")
+    n, m_test = cfg["data"]["n_train"], cfg["lds"]["test"]["n_subsets"]
+    size = int(cfg["lds"]["alpha"] * n)
+    # subsets/: plain index files
+    files = sorted((ci_run / "subsets" / "test").glob("subset_*.txt"))
+    assert len(files) == m_test
+    subsets = np.load(ci_run / "lds/test/subsets.npy")
+    assert subsets.shape == (m_test, size) and subsets.dtype.kind == "i"
+    first = [int(x) for x in files[0].read_text().split() if not x.startswith("#") and x.isdigit()]
+    assert first == subsets[0].tolist()
+    # lds/<family>/<query_set>_outputs.npy: float32, subsets × queries
+    queries = {"validation": cfg["data"]["n_validation"], "generation": cfg["generation"]["n_samples"]}
+    for family in ("tune", "test"):
+        m = cfg["lds"][family]["n_subsets"]
+        for qs, q in queries.items():
+            out = np.load(ci_run / f"lds/{family}/{qs}_outputs.npy")
+            assert out.dtype == np.float32 and out.shape == (m, q) and np.all(out > 0)
+    per_seed = np.load(ci_run / "lds/test/validation_outputs_per_seed.npy")
+    assert per_seed.shape[0] == 2 and not np.allclose(per_seed[0], per_seed[1])
+    assert np.allclose(per_seed.mean(0), np.load(ci_run / "lds/test/validation_outputs.npy"))
+    # models/: safetensors with a JSON sidecar; the checkpoints and the training log
+    unet, meta = __import__("dabench.model", fromlist=["load_model"]).load_model(
+        ci_run / "models/full/model.safetensors")
+    assert meta["steps"] == cfg["train"]["steps"]
+    ckpts = sorted((ci_run / "models/full/checkpoints").glob("*.safetensors"))
+    assert [int(p.stem.split("_")[1]) for p in ckpts] == cfg["train"]["checkpoint_steps"]
+    retrains = sorted((ci_run / "models/lds/test").glob("chunk*/*.safetensors"))
+    assert len(retrains) == m_test * 2
+    rmeta = json.loads(retrains[0].with_suffix(".json").read_text())
+    assert {"subset", "seed", "members", "sha256"} <= set(rmeta)
+    log = io.load_npz(ci_run / "models/full/training_log.npz")
+    assert log["indices"].shape == (cfg["train"]["steps"], cfg["train"]["batch_size"])
+    assert log["timesteps"].shape == log["noise_seeds"].shape and log["lr"].shape == (cfg["train"]["steps"],)
+    # generation set with trajectories
+    gen = io.load_npz(ci_run / "generation/samples.npz")
+    assert gen["trajectory"].shape[0] == cfg["generation"]["inference_steps"] + 1
+    # scores/<method-id>/<query_set>.npy with a sidecar naming its inputs
+    for method_id in cfg["methods"]:
+        for qs, q in queries.items():
+            s = np.load(ci_run / f"scores/{method_id}/{qs}.npy")
+            assert s.dtype == np.float32 and s.shape == (q, n)
+            side = json.loads((ci_run / f"scores/{method_id}/{qs}.json").read_text())
+            assert side["inputs"]["train"] == "data/train.npz"
+    # tables and figures
+    df = pd.read_csv(ci_run / "tables/lds.csv")
+    assert {"method", "variant", "query_set", "n_timesteps", "lds", "ci_low", "ci_high",
+            "n_queries", "n_subsets"} <= set(df.columns)
+    assert set(df["method"]) == {"Raw pixel", "Retraining ceiling"}
+    assert len(df) == 2 * 3 and (df["n_subsets"] == m_test).all()
+    assert ((df["ci_low"] <= df["lds"]) & (df["lds"] <= df["ci_high"])).all()
+    assert "\\toprule" in (ci_run / "tables/lds.tex").read_text()
+    for ext in ("pdf", "png"):
+        assert (ci_run / f"figures/lds.{ext}").stat().st_size > 1000
+    assert any((ci_run / "benchmarks").rglob("*.tsv"))
+
+
+def test_lds_recomputed_from_files_matches_the_table(ci_run):
+    from dabench import lds
+
+    scores = np.load(ci_run / "scores/pixel-dot/validation.npy")
+    per_query = lds.lds_per_query(scores, np.load(ci_run / "lds/test/subsets.npy"),
+                                  np.load(ci_run / "lds/test/validation_outputs.npy"))
+    df = pd.read_csv(ci_run / "tables/lds.csv")
+    row = df[(df.method_id == "pixel-dot") & (df.query_set == "validation")].iloc[0]
+    assert row["lds"] == pytest.approx(100 * np.nanmean(per_query), abs=1e-3)
+
+
+def test_a_completed_run_plans_nothing(ci_run):
+    proc = snakemake(ci_run.parent.parent, "--dry-run")
+    assert proc.returncode == 0
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("configfile,retrain_jobs", [("configs/paper/cifar2.yaml", 96),
+                                                     ("configs/paper/cifar10.yaml", 192)])
+def test_paper_configs_plan_without_data(tmp_path, configfile, retrain_jobs):
+    proc = snakemake(tmp_path, "--dry-run", configfile=configfile)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
+    assert int(counts["train_lds_models"]) == retrain_jobs      # (64 + 64) subsets × 3 seeds
+    assert int(counts["train_full_model"]) == 1
+
+
+def test_unknown_config_key_fails_before_any_job(tmp_path):
+    proc = snakemake(tmp_path, "--config", "lds={'tset': 1}")
+    assert proc.returncode != 0
+    assert "unknown config key lds.tset" in proc.stderr + proc.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_dataset_path_is_named(tmp_path):
+    proc = snakemake(tmp_path, "results/paper-cifar2/data/train.npz",
+                     configfile="configs/paper/cifar2.yaml")
+    assert proc.returncode != 0
+    assert "data.path: " in proc.stderr + proc.stdout and "data_batch_1" in proc.stderr + proc.stdout
+
+
+def test_corrupt_checkpoint_is_refused_and_nothing_else_is_lost(ci_run):
+    model = ci_run / "models/full/model.safetensors"
+    table = ci_run / "tables/lds.csv"
+    chunk = ci_run / "lds/test/retrains/chunk0.npz"
+    stamps = {p: p.stat().st_mtime_ns for p in (table, chunk)}
+    raw = bytearray(model.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    model.write_bytes(bytes(raw))
+    proc = snakemake(ci_run.parent.parent, "results/ci/generation/samples.npz",
+                     "--forcerun", "generate_samples")
+    assert proc.returncode != 0
+    assert "model.safetensors is corrupt or truncated" in proc.stderr + proc.stdout
+    for p, stamp in stamps.items():
+        assert p.stat().st_mtime_ns == stamp
