@@ -2,7 +2,6 @@
 #
 #   snakemake --cores 2                         the embedded default (config.yaml)
 #   snakemake --cores 2 --configfile configs/ci.yaml
-#   snakemake --profile profiles/slurm --configfile configs/paper/cifar2.yaml
 #
 # Everything a run produces lives under results/<config name>/ (SPEC §9), logs under logs/<name>/.
 

@@ -47,3 +47,13 @@ def scores(method_id: str, query_set: str) -> str:
 
 def lds_result(method_id: str, query_set: str, family: str = "test") -> str:
     return f"evaluation/lds/{family}/{method_id}/{query_set}.json"
+
+
+def run_dir_of(path, relative: str):
+    """The run folder ``results/<name>`` of ``path``, which is ``relative`` inside it."""
+    from pathlib import Path
+
+    path, relative = Path(path), Path(relative)
+    if path.parts[-len(relative.parts):] != relative.parts:
+        raise ValueError(f"{path} does not end in {relative}")
+    return path.parents[len(relative.parts) - 1]

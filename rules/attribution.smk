@@ -6,7 +6,6 @@ rule compute_scores:
         sidecar=run_path("scores/{method_id}/{query_set}.json"),
     params:
         method=lambda wc: config["methods"][wc.method_id],
-        run_dir=RUN,
     threads: 1
     resources:
         mem_mb=4000,
@@ -15,5 +14,7 @@ rule compute_scores:
         log_path("compute_scores/{method_id}_{query_set}"),
     benchmark:
         bench_path("compute_scores/{method_id}_{query_set}")
+    conda:
+        CONDA_ENV
     script:
         "../scripts/compute_scores.py"

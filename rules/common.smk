@@ -20,6 +20,8 @@ except dabench_config.ConfigError as err:
 RUN = f"results/{config['name']}"
 LOGS = f"logs/{config['name']}"
 QUERY_SETS = config["lds"]["query_sets"]
+# Software of every rule, for cluster users running with --sdm conda (paths relative to rules/).
+CONDA_ENV = "../envs/dabench.yaml"
 METHOD_IDS = sorted(config["methods"])
 
 

@@ -10,5 +10,7 @@ rule prepare_dataset:
         seed=config["seed"],
     log:
         log_path("prepare_dataset"),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/prepare_dataset.py"

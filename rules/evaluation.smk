@@ -12,5 +12,7 @@ rule evaluate_lds:
         seed=config["seed"],
     log:
         log_path("evaluate_lds/{method_id}_{query_set}"),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/evaluate_lds.py"

@@ -9,6 +9,8 @@ rule make_lds_table:
         tex=run_path("tables/lds.tex"),
     log:
         log_path("make_lds_table"),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/make_lds_table.py"
 
@@ -21,5 +23,7 @@ rule plot_lds:
         png=run_path("figures/lds.png"),
     log:
         log_path("plot_lds"),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/plot_lds.py"

@@ -15,6 +15,8 @@ rule draw_lds_subsets:
         seed=config["seed"],
     log:
         log_path("draw_lds_subsets"),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/draw_lds_subsets.py"
 
@@ -45,6 +47,8 @@ rule train_lds_models:
         log_path("train_lds_models/{family}_{chunk}"),
     benchmark:
         bench_path("train_lds_models/{family}_{chunk}")
+    conda:
+        CONDA_ENV
     script:
         "../scripts/train_lds_models.py"
 
@@ -63,6 +67,8 @@ rule collect_lds_outputs:
         query_sets=QUERY_SETS,
     log:
         log_path("collect_lds_outputs/{family}"),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/collect_lds_outputs.py"
 
@@ -77,5 +83,7 @@ rule compute_lds_ceiling:
         seed=config["seed"],
     log:
         log_path("compute_lds_ceiling/{query_set}"),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/compute_lds_ceiling.py"

@@ -19,6 +19,8 @@ rule train_full_model:
         log_path("train_full_model"),
     benchmark:
         bench_path("train_full_model")
+    conda:
+        CONDA_ENV
     script:
         "../scripts/train_full_model.py"
 
@@ -40,5 +42,7 @@ rule generate_samples:
         log_path("generate_samples"),
     benchmark:
         bench_path("generate_samples")
+    conda:
+        CONDA_ENV
     script:
         "../scripts/generate_samples.py"

@@ -4,4 +4,4 @@ from dabench.runtime import job
 
 with job(snakemake) as smk:
     compute_scores(smk.wildcards.method_id, smk.params.method, smk.wildcards.query_set,
-                   dict(smk.input.items()), smk.output.scores, smk.params.run_dir)
+                   dict(smk.input.items()), smk.output.scores)

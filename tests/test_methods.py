@@ -41,3 +41,25 @@ def test_a_new_method_is_one_class_and_one_registry_line(monkeypatch):
     monkeypatch.setitem(methods.REGISTRY, "constant", Constant)
     c = config.validate({"methods": {"c": {"method": "constant"}}})
     assert c["methods"]["c"] == {"method": "constant", "value": 1.0}
+
+
+def test_the_readme_example_method_works(repo, tmp_path, monkeypatch):
+    """The worked example of README.md 'Adding a method' runs as printed."""
+    import re
+
+    from dabench.io import save_npz
+
+    text = (repo / "README.md").read_text()
+    code = re.search(r"```python\n# dabench/methods/pixel_l2.py\n(.*?)```", text, re.S).group(1)
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    cls = namespace["PixelL2"]
+    monkeypatch.setitem(methods.REGISTRY, cls.name, cls)
+    rng = np.random.default_rng(0)
+    train, queries = rng.normal(size=(5, 1, 2, 2)), rng.normal(size=(3, 1, 2, 2))
+    save_npz(tmp_path / "train.npz", train_images=train)
+    save_npz(tmp_path / "q.npz", images=queries)
+    m = methods.build({"method": "pixel-l2"})
+    scores = m.score({"train": tmp_path / "train.npz", "queries": tmp_path / "q.npz"}, "validation")
+    assert scores.shape == (3, 5)
+    assert scores[1, 2] == pytest.approx(-((queries[1] - train[2]) ** 2).sum())

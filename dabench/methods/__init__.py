@@ -40,8 +40,8 @@ def validate_method_config(entry: dict) -> dict:
 __all__ = ["AttributionMethod", "REGISTRY", "build", "method_class", "validate_method_config"]
 
 
-def compute_scores(method_id: str, entry: dict, query_set: str, inputs: dict, scores_path,
-                   run_dir=".") -> "np.ndarray":
+def compute_scores(method_id: str, entry: dict, query_set: str, inputs: dict,
+                   scores_path) -> "np.ndarray":
     """Workflow stage: scores (Q, N) of one method on one query set, with a JSON sidecar of every
     parameter and the input paths (relative to the run folder) they came from."""
     import os
@@ -49,6 +49,7 @@ def compute_scores(method_id: str, entry: dict, query_set: str, inputs: dict, sc
 
     import numpy as np
 
+    from dabench import layout
     from dabench.io import save_json, save_npy
 
     method = build(entry)
@@ -57,6 +58,7 @@ def compute_scores(method_id: str, entry: dict, query_set: str, inputs: dict, sc
     if not np.all(np.isfinite(scores)):
         raise ValueError(f"method {method_id} produced non-finite scores on {query_set}")
     save_npy(scores_path, scores)
+    run_dir = layout.run_dir_of(scores_path, layout.scores(method_id, query_set))
     save_json(os.path.splitext(scores_path)[0] + ".json", {
         "method_id": method_id, "method": method.name, "label": method.label,
         "variant": method.variant, "params": method.params, "query_set": query_set,
