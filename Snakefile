@@ -36,3 +36,9 @@ rule all:
         run_path("figures/lds.png"),
         expand(run_path("lds/{family}/{query_set}_outputs.npy"), family=["tune", "test"], query_set=QUERY_SETS),
     default_target: True
+
+
+onsuccess:
+    from dabench.tables import summary
+
+    print(summary(RUN))

@@ -306,7 +306,7 @@ def write_ceiling(per_seed_path, query_set: str, lds_cfg: dict, seed: int, out_p
     per_seed = load_npy(per_seed_path)
     record = _record(ceiling_per_query(per_seed), lds_cfg, seed, method_id="ceiling",
                      method="ceiling", label="Retraining ceiling", family="reference",
-                     variant=f"seed vs mean of {per_seed.shape[0] - 1} others",
+                     variant=f"each seed vs mean of the others (R={per_seed.shape[0]})",
                      query_set=query_set, n_timesteps=None, n_subsets=int(per_seed.shape[1]),
                      subset_family="test")
     save_json(out_path, record)

@@ -61,3 +61,18 @@ def write_lds_table(record_paths: list, csv_path, tex_path) -> pd.DataFrame:
     write_table(df, csv_path, tex_path,
                 lds_latex(df, "LDS (%) on the test subsets, mean and bootstrap interval"))
     return df
+
+
+def summary(run_dir) -> str:
+    """A short text view of a finished run's LDS table (printed when a run succeeds)."""
+    path = Path(run_dir) / "tables" / "lds.csv"
+    if not path.exists():
+        return ""
+    df = pd.read_csv(path)
+    lines = [f"LDS (%) on the test subsets — {path}"]
+    for qs, sub in df.groupby("query_set", sort=False):
+        lines.append(f"  {qs} queries:")
+        for _, r in sub.iterrows():
+            lines.append(f"    {r['method'] + ' (' + str(r['variant']) + ')':<48} {r['lds']:6.2f}"
+                         f"  [{r['ci_low']:6.2f}, {r['ci_high']:6.2f}]")
+    return "\n".join(lines)

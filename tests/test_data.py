@@ -181,3 +181,44 @@ def test_resize_to_model_resolution():
     y = data.to_model_input(x, 8)
     assert y.shape == (2, 1, 8, 8)
     assert np.allclose(y[:, :, 0], 1) and np.allclose(y[:, :, -1], -1)
+
+
+def _foolbox_cifar(prefix):
+    """The real CIFAR test images foolbox ships as PNGs (file name: <prefix>_<index>_<label>.png)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("foolbox")
+    if spec is None:
+        pytest.skip("foolbox (test data) not installed; `make test` installs it")
+    folder = Path(spec.origin).parent / "data"
+    files = sorted(folder.glob(f"{prefix}_*.png"))
+    labels = [int(f.stem.split("_")[2]) for f in files]
+    return files, labels
+
+
+def test_real_cifar10_images_through_the_pickle_and_folder_loaders(tmp_path):
+    from PIL import Image
+
+    files, labels = _foolbox_cifar("cifar10")
+    assert len(files) == 20
+    pixels = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])   # (20, 32, 32, 3)
+    # The CIFAR-10 python format: rows of 3072 bytes, red plane then green then blue.
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rows = pixels.transpose(0, 3, 1, 2).reshape(20, 3072)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(folder / name, "wb") as fh:
+            pickle.dump({b"data": rows, b"labels": labels}, fh)
+    train, test = data.load_source({"dataset": "cifar10", "path": str(folder)})
+    assert train.images.shape == (100, 3, 32, 32)
+    assert np.allclose(train.images[:20].transpose(0, 2, 3, 1) * 255, pixels)
+    # The same real images as an image folder (one sub-folder per class).
+    for f, label in zip(files, labels):
+        (tmp_path / "folder" / f"class{label}").mkdir(parents=True, exist_ok=True)
+        Image.open(f).save(tmp_path / "folder" / f"class{label}" / f.name)
+    tree, _ = data.load_source({"dataset": "image_folder", "path": str(tmp_path / "folder")})
+    assert tree.images.shape == (20, 3, 32, 32)
+    assert sorted(np.round(tree.images.sum((1, 2, 3)), 3)) == sorted(np.round(train.images[:20].sum((1, 2, 3)), 3))
+    # Real photographs are not noise: neighbouring pixels correlate strongly.
+    x = train.images[:20]
+    assert np.corrcoef(x[..., :-1].ravel(), x[..., 1:].ravel())[0, 1] > 0.8
