@@ -14,6 +14,7 @@ BIN := $(VENV)/bin
 CONFIG ?= config.yaml
 CORES ?= 2
 STAMP := $(VENV)/.dabench-installed
+.DEFAULT_GOAL := help
 SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
 
 .PHONY: help setup run test dryrun lint benchmarks clean data

@@ -23,6 +23,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/lds.smk"
+include: "rules/features.smk"
 include: "rules/attribution.smk"
 include: "rules/evaluation.smk"
 include: "rules/figures.smk"
@@ -30,11 +31,7 @@ include: "rules/figures.smk"
 
 rule all:
     input:
-        run_path(layout.LDS_TABLE),
-        run_path("tables/lds.tex"),
-        run_path("figures/lds.pdf"),
-        run_path("figures/lds.png"),
-        expand(run_path("lds/{family}/{query_set}_outputs.npy"), family=["tune", "test"], query_set=QUERY_SETS),
+        final_outputs(),
     default_target: True
 
 

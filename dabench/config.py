@@ -73,8 +73,12 @@ def validate(config: dict, check_methods: bool = True) -> dict:
         raise ConfigError("invalid config:\n  " + "\n  ".join(_describe(e) for e in errors))
     _check_consistency(config)
     if check_methods:
-        from dabench.methods import validate_method_config
+        from dabench.methods import expand, validate_method_config
 
+        try:
+            config["methods"] = expand(config["methods"])
+        except (KeyError, ValueError) as exc:
+            raise ConfigError(f"config key methods: {exc.args[0]}") from None
         for method_id, entry in config["methods"].items():
             try:
                 config["methods"][method_id] = validate_method_config(entry)

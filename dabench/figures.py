@@ -50,28 +50,34 @@ def save(fig, pdf_path, png_path) -> None:
             fig.savefig(tmp, format=fmt)
 
 
+def row_names(df):
+    """Display names: "D-TRAK (square, K=100)"."""
+    k = df["n_timesteps"].apply(lambda v: "" if v != v or v is None else f", K={int(v)}")
+    return df["method"] + " (" + df["variant"].astype(str) + k + ")"
+
+
 def plot_lds(df, pdf_path, png_path):
     """Horizontal bars of LDS (%) per method with bootstrap intervals, one panel per query set;
     the retraining ceiling drawn as a dashed line."""
     plt = style()
     query_sets = [q for q in ("validation", "generation") if q in set(df["query_set"])]
     methods = df[df["family"] != "reference"]
-    names = list(dict.fromkeys(methods["method"] + " (" + methods["variant"].astype(str) + ")"))
+    names = list(dict.fromkeys(row_names(methods)))
     height = 0.6 + 0.22 * max(len(names), 1)
     fig, axes = plt.subplots(1, len(query_sets), figsize=(TWO_COLUMN, height), sharey=True,
                              squeeze=False)
     for ax, qs in zip(axes[0], query_sets):
         sub = methods[methods["query_set"] == qs]
-        label = sub["method"] + " (" + sub["variant"].astype(str) + ")"
-        y = np.array([names.index(n) for n in label])
+        y = np.array([names.index(n) for n in row_names(sub)])
         err = np.vstack([sub["lds"] - sub["ci_low"], sub["ci_high"] - sub["lds"]])
         ax.barh(y, sub["lds"], xerr=err, color=[colour(f) for f in sub["family"]], height=0.7,
                 error_kw={"elinewidth": 0.6, "capsize": 1.5})
         ceiling = df[(df["family"] == "reference") & (df["query_set"] == qs)]
         for _, row in ceiling.iterrows():
-            ax.axvline(row["lds"], color=colour("reference"), ls="--", lw=0.8)
-            ax.text(row["lds"], len(names) - 0.4, " retraining ceiling", fontsize=6,
-                    va="bottom", ha="right", color=colour("reference"))
+            ax.axvline(row["lds"], color=colour("reference"), ls="--", lw=0.8,
+                       label=f"retraining ceiling ({row['lds']:.1f})")
+        if len(ceiling):
+            ax.legend(loc="lower right", frameon=False, fontsize=6)
         ax.axvline(0, color="black", lw=0.5)
         ax.set_title(f"{qs.capitalize()} queries")
         ax.set_xlabel("LDS (%)")
@@ -87,3 +93,65 @@ def write_lds_figure(csv_path, pdf_path, png_path) -> None:
     import pandas as pd
 
     plot_lds(pd.read_csv(csv_path), pdf_path, png_path)
+
+
+AXIS_LABELS = {"n_timesteps": "timesteps K", "k": "projection dim. k",
+               "schedule": "timestep schedule", "projection": "projection"}
+
+
+def plot_ablations(df, lam, pdf_path, png_path):
+    """D-TRAK Appendix-B style: LDS vs K, vs k, schedule, projection; tune LDS vs λ."""
+    import pandas as pd
+
+    plt = style()
+    axes_order = [a for a in ("n_timesteps", "k", "schedule", "projection") if a in set(df["axis"])]
+    fig = plt.figure(figsize=(TWO_COLUMN, 3.8 if len(lam) else 1.9))
+    grid = fig.add_gridspec(2 if len(lam) else 1, max(len(axes_order), 1), hspace=0.7, wspace=0.45)
+    axes = [fig.add_subplot(grid[0, i]) for i in range(len(axes_order))]
+    base_colour = colour("trak")
+    for ax, axis in zip(axes, axes_order):
+        sub = df[df["axis"] == axis]
+        err = [sub["lds"] - sub["ci_low"], sub["ci_high"] - sub["lds"]]
+        numeric = pd.to_numeric(sub["value"], errors="coerce")
+        if numeric.notna().all():
+            ax.errorbar(numeric, sub["lds"], yerr=err, color=base_colour, marker="o", ms=3,
+                        capsize=2, elinewidth=0.6)
+            ax.set_xscale("log", base=2 if axis == "k" else 10)
+            ax.set_xticks(numeric, [str(int(v)) for v in numeric], fontsize=6)
+            ax.minorticks_off()
+        else:
+            ax.bar(range(len(sub)), sub["lds"], yerr=err, color=base_colour, width=0.6,
+                   error_kw={"elinewidth": 0.6, "capsize": 2})
+            ax.set_xticks(range(len(sub)), sub["value"])
+        ax.set_xlabel(AXIS_LABELS[axis])
+        ax.set_ylabel("LDS (%)" if ax is axes[0] else "")
+    if len(lam) and len(df):
+        # One curve per method at the ablation's query set; D-TRAK only with the base function.
+        lam = lam[(lam["query_set"] == df["query_set"].iloc[0])
+                  & ((lam["method"] != "D-TRAK")
+                     | (lam["variant"].str.split(",").str[0] == df["function"].iloc[0]))]
+    if len(lam):
+        ax = fig.add_subplot(grid[1, : max(len(axes_order) // 2, 1)])
+        for (label, variant, k_steps), sub in lam.groupby(["method", "variant", "n_timesteps"]):
+            fam = "trak" if label in ("TRAK", "D-TRAK") else "influence"
+            style_kw = {"ls": {"D-TRAK": "-", "TRAK": "--", "Relative IF": "-."}.get(label, ":")}
+            ax.plot(sub["lambda_relative"], sub["tune_lds"], marker=".", ms=3, lw=0.8,
+                    color=colour(fam), alpha=0.9, label=f"{label} ({variant}, K={k_steps})",
+                    **style_kw)
+        ax.set_xscale("log")
+        ax.set_xlabel("λ / mean eigenvalue")
+        ax.set_ylabel("LDS (%), tune subsets")
+        ax.set_title("choosing λ", fontsize=7)
+        ax.legend(fontsize=6, frameon=False, loc="center left", bbox_to_anchor=(1.05, 0.5))
+    title = f"{df['method'].iloc[0]} ({df['function'].iloc[0]}), {df['query_set'].iloc[0]} queries" if len(df) else ""
+    fig.suptitle(title, fontsize=8)
+    save(fig, pdf_path, png_path)
+    plt.close(fig)
+
+
+def write_ablation_figure(csv_path, lambda_csv_path, pdf_path, png_path) -> None:
+    """Workflow stage: ``figures/ablations.pdf`` / ``.png``."""
+    import pandas as pd
+
+    lam = pd.read_csv(lambda_csv_path) if Path(lambda_csv_path).stat().st_size > 1 else pd.DataFrame()
+    plot_ablations(pd.read_csv(csv_path), lam, pdf_path, png_path)

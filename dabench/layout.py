@@ -7,6 +7,7 @@ spelled in one place.
 from __future__ import annotations
 
 QUERY_SETS = ("validation", "generation")
+SPLITS = ("train",) + QUERY_SETS
 
 TRAIN_DATA = "data/train.npz"
 VALIDATION_DATA = "data/validation.npz"
@@ -28,6 +29,16 @@ def query_file(query_set: str) -> str:
     raise ValueError(f"unknown query set {query_set!r} (known: {', '.join(QUERY_SETS)})")
 
 
+def split_file(split: str) -> str:
+    """The .npz holding the images of a split (the training set or a query set)."""
+    return TRAIN_DATA if split == "train" else query_file(split)
+
+
+def split_key(split: str) -> str:
+    """The array name of the images inside :func:`split_file`."""
+    return "train_images" if split == "train" else "images"
+
+
 def lds_subsets(family: str) -> str:
     return f"lds/{family}/subsets.npy"
 
@@ -39,6 +50,11 @@ def lds_outputs(family: str, query_set: str, per_seed: bool = False) -> str:
 
 def lds_chunk(family: str, chunk: int | str) -> str:
     return f"lds/{family}/retrains/chunk{chunk}.npz"
+
+
+def features(model: str, feature_id: str, split: str) -> str:
+    """Features of ``split`` (train, validation, generation) under model ``model`` (``full``)."""
+    return f"features/{model}/{feature_id}/{split}.npy"
 
 
 def scores(method_id: str, query_set: str) -> str:

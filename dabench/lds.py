@@ -139,7 +139,8 @@ def run_retrains(
                          {"family": family, "subset": j, "seed": r, "steps": recipe["steps"],
                           "members": subsets[j].tolist(), "train_seed": train_seed,
                           "init_seed": init_seed, "recipe": recipe,
-                          "unet_config": M.unet_config(model_cfg, images.shape[1], images.shape[-1])})
+                          "unet_config": M.unet_config(model_cfg, images.shape[1], images.shape[-1]),
+                          "model_config": model_cfg})
         row = {"subset": np.int64(j), "seed": np.int64(r),
                "seconds": np.float64(time.perf_counter() - tic), **outputs}
         save_npz(done_file, **row)

@@ -260,7 +260,8 @@ def train(
     run_id = fingerprint({"members": members.tolist(), "recipe": recipe, "seed": seed,
                           "init_seed": init_seed, "model": model_cfg, "shape": images.shape})
     meta = {**(meta or {}), "seed": seed, "init_seed": init_seed, "recipe": recipe,
-            "unet_config": unet_config(model_cfg, channels, resolution), "run_id": run_id,
+            "unet_config": unet_config(model_cfg, channels, resolution), "model_config": model_cfg,
+            "run_id": run_id,
             "n_members": len(members)}
 
     start = 0
@@ -360,7 +361,7 @@ def train_full_model(train_path, model_cfg: dict, recipe: dict, seed: int, model
     save_model(model_path, result.unet,
                {"role": "full", "steps": recipe["steps"], "seed": seed, "recipe": recipe,
                 "unet_config": unet_config(model_cfg, images.shape[1], images.shape[-1]),
-                "train_seconds": result.seconds,
+                "model_config": model_cfg, "train_seconds": result.seconds,
                 "final_loss": float(np.nanmean(result.losses[-50:]))})
     for leftover in (Path(resume_path), Path(resume_path).with_suffix(".json")):
         leftover.unlink(missing_ok=True)

@@ -76,3 +76,28 @@ def summary(run_dir) -> str:
             lines.append(f"    {r['method'] + ' (' + str(r['variant']) + ')':<48} {r['lds']:6.2f}"
                          f"  [{r['ci_low']:6.2f}, {r['ci_high']:6.2f}]")
     return "\n".join(lines)
+
+
+def ablation_latex(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "% no ablations\n"
+    view = df.assign(LDS=df.apply(_fmt_ci, axis=1))[["axis", "value", "LDS"]]
+    view = view.rename(columns={"axis": "Setting", "value": "Value"})
+    return ("% LDS (%) of the ablation base method as one setting changes\n"
+            + view.style.hide(axis="index").to_latex(hrules=True, column_format="llc"))
+
+
+def write_ablation_tables(record_paths: list, sidecar_paths: list, ablations_cfg: dict,
+                          csv_path, tex_path, lambda_csv_path) -> pd.DataFrame:
+    """Workflow stage: ``tables/ablations.csv`` (+ .tex) and ``tables/lambda.csv``."""
+    from dabench.ablations import ablation_frame, ablation_methods, lambda_frame
+
+    methods = ablation_methods(ablations_cfg)
+    records = [r for r in map(load_json, record_paths) if r["query_set"] == ablations_cfg["query_set"]]
+    df = (ablation_frame(records, methods, methods["ablation-base"]["entry"]) if methods
+          else pd.DataFrame(columns=["axis", "value", "lds", "ci_low", "ci_high"]))
+    write_table(df, csv_path, tex_path, ablation_latex(df))
+    lam = lambda_frame([load_json(p) for p in sidecar_paths])
+    with atomic_path(lambda_csv_path) as tmp:
+        lam.to_csv(tmp, index=False, float_format="%.6g")
+    return df

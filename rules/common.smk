@@ -9,6 +9,7 @@ from snakemake.exceptions import WorkflowError
 
 from dabench import config as dabench_config
 from dabench import layout
+from dabench.ablations import ablation_methods
 from dabench.lds import n_chunks
 from dabench.methods import build as build_method
 
@@ -23,13 +24,24 @@ QUERY_SETS = config["lds"]["query_sets"]
 # Software of every rule, for cluster users running with --sdm conda (paths relative to rules/).
 CONDA_ENV = "../envs/dabench.yaml"
 METHOD_IDS = sorted(config["methods"])
+ABLATIONS = ablation_methods(config["ablations"])
+# Every scored method: the benchmarked ones and the ablation settings.
+ALL_METHODS = {**config["methods"], **{i: a["entry"] for i, a in ABLATIONS.items()}}
+if ABLATIONS and config["ablations"]["query_set"] not in QUERY_SETS:
+    raise WorkflowError(
+        f"config key ablations.query_set: {config['ablations']['query_set']!r} is not one of "
+        f"lds.query_sets {QUERY_SETS}"
+    )
 
 
 wildcard_constraints:
     family="tune|test",
     chunk=r"\d+",
     query_set="|".join(layout.QUERY_SETS),
-    method_id="|".join(map(re.escape, METHOD_IDS)) if METHOD_IDS else "NO_METHOD",
+    split="|".join(layout.SPLITS),
+    model="full",
+    feature_id=r"[a-z0-9-]+_K\d+[uc]_e\d+_[a-z_]+?\d*",
+    method_id="|".join(map(re.escape, sorted(ALL_METHODS))) if ALL_METHODS else "NO_METHOD",
 
 
 def run_path(relative):
@@ -57,9 +69,12 @@ def lds_chunk_files(wildcards):
 
 
 def method_inputs(wildcards):
-    """The artefacts a method reads, as the method itself declares them."""
-    method = build_method(config["methods"][wildcards.method_id])
-    return {name: run_path(p) for name, p in method.inputs(wildcards.query_set).items()}
+    """The artefacts a method reads on each query set, as the method itself declares them
+    (named "<query set>:<name>")."""
+    method = build_method(ALL_METHODS[wildcards.method_id])
+    return {
+        f"{qs}:{name}": run_path(p) for qs in QUERY_SETS for name, p in method.inputs(qs).items()
+    }
 
 
 def lds_records(wildcards=None):
@@ -67,3 +82,33 @@ def lds_records(wildcards=None):
     if config["lds"]["test"]["n_seeds"] >= 2:
         records += [run_path(layout.lds_result("ceiling", qs)) for qs in QUERY_SETS]
     return records
+
+
+def ablation_records(wildcards=None):
+    return [run_path(layout.lds_result(m, qs)) for m in ABLATIONS for qs in QUERY_SETS]
+
+
+def lambda_sidecars(wildcards=None):
+    """Scores sidecars of the methods that chose λ on the tune subsets."""
+    return [
+        run_path(f"scores/{m}/{qs}.json")
+        for m in METHOD_IDS
+        if "lambdas" in build_method(config["methods"][m]).params
+        for qs in QUERY_SETS
+    ]
+
+
+def final_outputs():
+    targets = [
+        run_path(layout.LDS_TABLE),
+        run_path("tables/lds.tex"),
+        run_path("figures/lds.pdf"),
+        run_path("figures/lds.png"),
+    ]
+    targets += [run_path(layout.lds_outputs(f, qs)) for f in ("tune", "test") for qs in QUERY_SETS]
+    if ABLATIONS:
+        targets += [run_path(f"tables/ablations.{ext}") for ext in ("csv", "tex")]
+        targets += [run_path(f"figures/ablations.{ext}") for ext in ("pdf", "png")]
+    if lambda_sidecars():
+        targets.append(run_path("tables/lambda.csv"))
+    return targets

@@ -1,17 +1,18 @@
 rule evaluate_lds:
     input:
-        scores=run_path("scores/{method_id}/{query_set}.npy"),
-        sidecar=run_path("scores/{method_id}/{query_set}.json"),
-        subsets=run_path("lds/test/subsets.npy"),
-        outputs=run_path("lds/test/{query_set}_outputs.npy"),
+        scores=[run_path(f"scores/{{method_id}}/{qs}.npy") for qs in QUERY_SETS],
+        sidecars=[run_path(f"scores/{{method_id}}/{qs}.json") for qs in QUERY_SETS],
+        outputs=[run_path(layout.lds_outputs("test", qs)) for qs in QUERY_SETS],
+        subsets=run_path(layout.lds_subsets("test")),
     output:
-        record=run_path("evaluation/lds/test/{method_id}/{query_set}.json"),
+        records=[run_path(f"evaluation/lds/test/{{method_id}}/{qs}.json") for qs in QUERY_SETS],
     params:
-        method=lambda wc: config["methods"][wc.method_id],
+        method=lambda wc: ALL_METHODS[wc.method_id],
+        query_sets=QUERY_SETS,
         lds=config["lds"],
         seed=config["seed"],
     log:
-        log_path("evaluate_lds/{method_id}_{query_set}"),
+        log_path("evaluate_lds/{method_id}"),
     conda:
         CONDA_ENV
     script:

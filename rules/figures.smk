@@ -27,3 +27,36 @@ rule plot_lds:
         CONDA_ENV
     script:
         "../scripts/plot_lds.py"
+
+
+rule make_ablation_tables:
+    input:
+        records=ablation_records,
+        sidecars=lambda_sidecars,
+    output:
+        csv=run_path("tables/ablations.csv"),
+        tex=run_path("tables/ablations.tex"),
+        lambda_csv=run_path("tables/lambda.csv"),
+    params:
+        ablations=config["ablations"],
+    log:
+        log_path("make_ablation_tables"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/make_ablation_tables.py"
+
+
+rule plot_ablations:
+    input:
+        csv=run_path("tables/ablations.csv"),
+        lambda_csv=run_path("tables/lambda.csv"),
+    output:
+        pdf=run_path("figures/ablations.pdf"),
+        png=run_path("figures/ablations.png"),
+    log:
+        log_path("plot_ablations"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/plot_ablations.py"

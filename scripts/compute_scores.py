@@ -1,7 +1,8 @@
-"""Snakemake adapter: attribution scores of one method on one query set."""
+"""Snakemake adapter: attribution scores of one method on every query set."""
 from dabench.methods import compute_scores
 from dabench.runtime import job
 
 with job(snakemake) as smk:
-    compute_scores(smk.wildcards.method_id, smk.params.method, smk.wildcards.query_set,
-                   dict(smk.input.items()), smk.output.scores)
+    for qs, scores in zip(smk.params.query_sets, smk.output.scores):
+        inputs = {k.split(":", 1)[1]: v for k, v in smk.input.items() if k.startswith(qs + ":")}
+        compute_scores(smk.wildcards.method_id, smk.params.method, qs, inputs, scores)

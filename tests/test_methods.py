@@ -63,3 +63,72 @@ def test_the_readme_example_method_works(repo, tmp_path, monkeypatch):
     scores = m.score({"train": tmp_path / "train.npz", "queries": tmp_path / "q.npz"}, "validation")
     assert scores.shape == (3, 5)
     assert scores[1, 2] == pytest.approx(-((queries[1] - train[2]) ** 2).sum())
+
+
+# ---- gradient-feature methods -----------------------------------------------------------------
+
+from dabench.methods.kernel import KernelSolver  # noqa: E402
+
+
+@pytest.mark.parametrize("n,k", [(6, 9), (9, 6)])   # dual (N < k) and primal (N >= k)
+def test_trak_kernel_matches_a_direct_solve(n, k):
+    rng = np.random.default_rng(n)
+    phi, q = rng.normal(size=(n, k)), rng.normal(size=(4, k))
+    solver = KernelSolver(phi)
+    assert solver.dual == (n < k)
+    lam = solver.absolute(0.1)
+    inv = np.linalg.inv(phi.T @ phi + lam * np.eye(k))
+    assert np.allclose(solver.scores(q, 0.1), q @ inv @ phi.T)
+    assert np.allclose(solver.inverse_norms(0.1), np.linalg.norm(inv @ phi.T, axis=0))
+
+
+def _feature_inputs(tmp_path, phi, q, subsets, outputs):
+    from dabench.io import save_npy
+
+    paths = {"train_features": tmp_path / "t.npy", "query_features": tmp_path / "q.npy",
+             "tune_subsets": tmp_path / "s.npy", "tune_outputs": tmp_path / "o.npy"}
+    for key, arr in zip(paths, (phi, q, subsets, outputs)):
+        save_npy(paths[key], arr)
+    return paths
+
+
+def test_trak_family_scores_and_tune_selection(tmp_path):
+    from dabench.lds import indicator, lds_per_query
+
+    rng = np.random.default_rng(0)
+    phi, q = rng.normal(size=(12, 20)), rng.normal(size=(3, 20))
+    subsets = np.stack([np.sort(rng.choice(12, 6, replace=False)) for _ in range(8)])
+    # Tune outputs made additive in the TRAK scores at λ = 1 (relative): that λ must win.
+    solver = KernelSolver(phi)
+    truth = solver.scores(q, 1.0)
+    outputs = -(truth @ indicator(subsets, 12).T).T
+    inputs = _feature_inputs(tmp_path, phi, q, subsets, outputs)
+    trak = methods.build({"method": "trak", "lambdas": [1e-3, 1.0, 100.0]})
+    scores = trak.score(inputs, "validation")
+    assert trak.extra_metadata()["lambda_relative"] == 1.0
+    assert np.allclose(scores, truth)
+    assert np.allclose(lds_per_query(scores, subsets, outputs), 1.0)
+    lam = solver.absolute(1.0)
+    inv = np.linalg.inv(phi.T @ phi + lam * np.eye(20))
+    rel = methods.build({"method": "relative-if", "lambdas": [1.0]}).score(inputs, "validation")
+    assert np.allclose(rel, q @ inv @ phi.T / np.linalg.norm(inv @ phi.T, axis=0))
+    ren = methods.build({"method": "renormalized-if", "lambdas": [1.0]}).score(inputs, "validation")
+    assert np.allclose(ren, q @ inv @ phi.T / np.linalg.norm(phi, axis=1))
+    grad = methods.build({"method": "gradient", "similarity": "cosine"}).score(inputs, "validation")
+    assert np.allclose(grad, similarity(q, phi, "cosine"), atol=1e-6)
+
+
+def test_d_trak_reads_features_of_its_output_function():
+    m = methods.build({"method": "d-trak", "n_timesteps": 100})
+    assert m.label == "D-TRAK" and m.variant == "square"
+    assert m.inputs("generation")["train_features"] == "features/full/square_K100u_e1_sparse4096/train.npy"
+    assert m.inputs("generation")["tune_outputs"] == "lds/tune/generation_outputs.npy"
+
+
+def test_sweeps_expand_into_method_ids():
+    out = methods.expand({"d": {"method": "d-trak", "function": ["square", "mean"],
+                                "n_timesteps": [10, 100]}})
+    assert sorted(out) == ["d-mean-K10", "d-mean-K100", "d-square-K10", "d-square-K100"]
+    assert out["d-mean-K100"]["function"] == "mean" and out["d-mean-K100"]["n_timesteps"] == 100
+    # a list-valued parameter (the λ grid) is a value, not a sweep
+    assert list(methods.expand({"t": {"method": "trak", "lambdas": [1, 2]}})) == ["t"]

@@ -3,6 +3,8 @@
 Implementations (one module per method family):
 
 - ``pixel``: raw-pixel similarity, dot or cosine (:mod:`dabench.methods.pixel`).
+- ``gradient``, ``trak``, ``d-trak``, ``relative-if``, ``renormalized-if``: gradient-feature
+  methods (:mod:`dabench.methods.kernel`).
 
 Adding a method: write a subclass of :class:`AttributionMethod` in its own module and add one line
 to ``REGISTRY``; naming it in a config's ``methods`` then puts it in every table and figure.
@@ -10,11 +12,19 @@ to ``REGISTRY``; naming it in a config's ``methods`` then puts it in every table
 
 from __future__ import annotations
 
+import itertools
+
 from dabench.methods.base import AttributionMethod
+from dabench.methods.kernel import DTRAK, TRAK, GradientSimilarity, RelativeIF, RenormalizedIF
 from dabench.methods.pixel import PixelSimilarity
 
 REGISTRY: dict[str, type[AttributionMethod]] = {
     PixelSimilarity.name: PixelSimilarity,
+    GradientSimilarity.name: GradientSimilarity,
+    TRAK.name: TRAK,
+    DTRAK.name: DTRAK,
+    RelativeIF.name: RelativeIF,
+    RenormalizedIF.name: RenormalizedIF,
 }
 
 
@@ -31,13 +41,35 @@ def build(entry: dict) -> AttributionMethod:
     return method_class(entry["method"])(**params)
 
 
+def expand(methods: dict) -> dict:
+    """Expand sweeps: a list given for a parameter whose default is a single value runs the method
+    once per value (several lists: every combination). ``{"d-trak": {"method": "d-trak",
+    "n_timesteps": [10, 100]}}`` gives ids ``d-trak-K10`` and ``d-trak-K100``."""
+    out = {}
+    for method_id, entry in methods.items():
+        cls = method_class(entry.get("method", ""))
+        swept = [k for k, v in entry.items()
+                 if k != "method" and isinstance(v, list) and not isinstance(cls.defaults.get(k), list)]
+        if not swept:
+            out[method_id] = entry
+            continue
+        for values in itertools.product(*(entry[k] for k in swept)):
+            suffix = "-".join(f"{cls.abbreviations.get(k, '')}{v}" for k, v in zip(swept, values))
+            new_id = f"{method_id}-{suffix}"
+            if new_id in out or new_id in methods:
+                raise ValueError(f"method id {new_id} (from sweeping {method_id}) is used twice")
+            out[new_id] = {**entry, **dict(zip(swept, values))}
+    return out
+
+
 def validate_method_config(entry: dict) -> dict:
     """Check a config entry (unknown method or parameter, bad value) and fill its defaults."""
     method = build(entry)
     return {"method": entry["method"], **method.params}
 
 
-__all__ = ["AttributionMethod", "REGISTRY", "build", "method_class", "validate_method_config"]
+__all__ = ["AttributionMethod", "REGISTRY", "build", "compute_scores", "expand", "method_class",
+           "validate_method_config"]
 
 
 def compute_scores(method_id: str, entry: dict, query_set: str, inputs: dict,
@@ -63,7 +95,7 @@ def compute_scores(method_id: str, entry: dict, query_set: str, inputs: dict,
         "method_id": method_id, "method": method.name, "label": method.label,
         "variant": method.variant, "params": method.params, "query_set": query_set,
         "shape": list(scores.shape), "seconds": time.perf_counter() - tic,
-        "n_timesteps": getattr(method, "n_timesteps", None),
+        "n_timesteps": getattr(method, "n_timesteps", None), **method.extra_metadata(),
         "inputs": {k: os.path.relpath(v, run_dir) for k, v in inputs.items()},
     })
     return scores

@@ -17,6 +17,8 @@ class AttributionMethod:
     label: str = ""
     family: str = ""
     defaults: dict = {}
+    # Prefixes of parameter values in the ids of swept methods (``d-trak-K100``).
+    abbreviations: dict = {}
 
     def __init__(self, **params):
         unknown = sorted(set(params) - set(self.defaults))
@@ -38,3 +40,7 @@ class AttributionMethod:
         """Attribution scores, (Q, N) float32: queries × training examples, positive = the
         training example helps (lowers the query's loss)."""
         raise NotImplementedError
+
+    def extra_metadata(self) -> dict:
+        """Anything :meth:`score` chose (e.g. λ) that belongs in the scores' sidecar."""
+        return {}
