@@ -82,12 +82,33 @@ def test_outputs_follow_the_results_contract(ci_run):
     df = pd.read_csv(ci_run / "tables/lds.csv")
     assert {"method", "variant", "query_set", "n_timesteps", "lds", "ci_low", "ci_high",
             "n_queries", "n_subsets"} <= set(df.columns)
-    assert set(df["method"]) == {"Raw pixel", "Retraining ceiling"}
-    assert len(df) == 2 * 3 and (df["n_subsets"] == m_test).all()
+    assert set(df["method"]) == {"Raw pixel", "Retraining ceiling", "Gradient", "TRAK", "D-TRAK",
+                                 "Relative IF", "Renormalized IF"}
+    assert len(df) == 2 * (len(cfg["methods"]) + 1) and (df["n_subsets"] == m_test).all()
+    dtrak = df[df["method"] == "D-TRAK"]
+    assert set(dtrak["variant"].str.split(",").str[0]) == {
+        "square", "mean", "l1-norm", "l2-norm", "linf-norm", "weighted-mse"}
+    assert (dtrak["n_timesteps"] == 3).all()
     assert ((df["ci_low"] <= df["lds"]) & (df["lds"] <= df["ci_high"])).all()
     assert "\\toprule" in (ci_run / "tables/lds.tex").read_text()
-    for ext in ("pdf", "png"):
-        assert (ci_run / f"figures/lds.{ext}").stat().st_size > 1000
+    for name in ("lds", "ablations"):
+        for ext in ("pdf", "png"):
+            assert (ci_run / f"figures/{name}.{ext}").stat().st_size > 1000
+    # features/<model>/<feature-id>/<split>.npy with a sidecar describing them
+    feats = np.load(ci_run / "features/full/square_K3u_e1_sparse256/train.npy")
+    assert feats.dtype == np.float32 and feats.shape == (n, 256)
+    side = json.loads((ci_run / "features/full/square_K3u_e1_sparse256/train.json").read_text())
+    assert side["output_function"] == "square" and side["timesteps"] == [0, 333, 666]
+    assert side["projection"] == "sparse" and side["k"] == 256 and side["model"] == "models/full/model.safetensors"
+    # λ chosen on the tune subsets, recorded beside the scores
+    trak = json.loads((ci_run / "scores/trak/validation.json").read_text())
+    assert trak["lambda_relative"] in trak["params"]["lambdas"]
+    assert set(trak["tune_lds_by_lambda"]) == {str(v) for v in trak["params"]["lambdas"]}
+    assert trak["inputs"]["tune_subsets"] == "lds/tune/subsets.npy"
+    abl = pd.read_csv(ci_run / "tables/ablations.csv")
+    assert set(abl["axis"]) == {"n_timesteps", "k", "schedule", "projection"}
+    assert (abl["query_set"] == "validation").all()
+    assert set(abl[abl["axis"] == "projection"]["value"]) == {"sparse", "gaussian"}
     assert any((ci_run / "benchmarks").rglob("*.tsv"))
 
 

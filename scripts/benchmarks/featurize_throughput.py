@@ -1,0 +1,183 @@
+"""Benchmark: gradient featurization on the default model, in one run.
+
+- per-example gradients with torch.func (vmap(grad)) vs a batched training step on the same model
+  and rows (the practical limit) vs a per-example autograd loop (one backward per example);
+- projection cost at k = 4096 as a share of featurization time: count-sketch (the CPU default)
+  and dense Gaussian;
+- peak memory (RSS) of featurizing N and 4N training examples (features stream to disk);
+- LDS of the sparse and the dense Gaussian projection side by side, read from the default run's
+  ablation table when it exists (``make run`` first).
+
+Writes results/benchmarks/featurize_throughput.json.
+
+    .venv/bin/python scripts/benchmarks/featurize_throughput.py [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+
+def _setup(threads: int):
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    from dabench import config, model
+
+    cfg = config.load(REPO / "config.yaml")
+    unet = model.build_unet(cfg["model"], 1, cfg["data"]["resolution"], init_seed=0)
+    sched = model.build_scheduler(cfg["model"])
+    rng = np.random.default_rng(0)
+    return cfg, unet, sched, rng
+
+
+def _timed(fn, repeats: int) -> float:
+    fn()  # warm-up
+    tic = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - tic) / repeats
+
+
+def gradient_throughput(threads: int, n_examples: int, n_timesteps: int) -> dict:
+    import numpy as np
+    import torch
+
+    from dabench import features as F
+    from dabench import model as M
+
+    cfg, unet, sched, rng = _setup(threads)
+    res = cfg["data"]["resolution"]
+    x0 = torch.as_tensor(rng.uniform(-1, 1, (n_examples, 1, res, res)).astype(np.float32))
+    t = torch.as_tensor(F.feature_timesteps(n_timesteps, "uniform", 1000))
+    noises = torch.randn(n_examples, n_timesteps, 1, res, res)
+    rows = n_examples * n_timesteps
+
+    def vmapped():
+        F.per_example_gradients(unet, sched, x0, t, noises, "square")
+
+    def loop():
+        for b in range(n_examples):
+            unet.zero_grad()
+            xt = M.add_noise(sched, x0[b:b + 1].expand(n_timesteps, -1, -1, -1), noises[b], t)
+            (unet(xt, t).sample ** 2).flatten(1).mean(1).mean().backward()
+            torch.cat([p.grad.reshape(-1) for p in unet.parameters()])
+
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
+    xb, tb, nb = x0.repeat_interleave(n_timesteps, 0), t.repeat(n_examples), noises.flatten(0, 1)
+
+    def train_step():
+        loss = M.per_example_loss(unet, sched, xb, tb, nb).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    out = {}
+    for name, fn in (("vmap", vmapped), ("per_example_loop", loop), ("train_step", train_step)):
+        out[name] = rows / _timed(fn, 3)
+    return {
+        "example_timesteps_per_second": out,
+        "vmap_vs_train_step": out["vmap"] / out["train_step"],
+        "vmap_vs_per_example_loop": out["vmap"] / out["per_example_loop"],
+        "examples": n_examples, "timesteps": n_timesteps,
+    }
+
+
+def projection_share(threads: int, n_examples: int, n_timesteps: int, k: int) -> dict:
+    from dabench.features import FeatureSpec, featurize
+
+    cfg, unet, sched, rng = _setup(threads)
+    res = cfg["data"]["resolution"]
+    images = rng.uniform(-1, 1, (n_examples, 1, res, res)).astype("float32")
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for projection in ("sparse", "gaussian"):
+            spec = FeatureSpec("square", n_timesteps, projection=projection, k=k)
+            info = featurize(unet, sched, images, spec, 1, 2, Path(tmp) / f"{projection}.npy")
+            sec = info["seconds"]
+            out[projection] = {"gradient_seconds": sec["gradients"],
+                               "projection_seconds": sec["projection"],
+                               "projection_share_of_featurization":
+                                   sec["projection"] / (sec["projection"] + sec["gradients"])}
+    return {"k": k, "examples": n_examples, "timesteps": n_timesteps, **out}
+
+
+def peak_rss_worker(n: int, threads: int) -> None:
+    from dabench.features import FeatureSpec, featurize
+
+    cfg, unet, sched, rng = _setup(threads)
+    res = cfg["data"]["resolution"]
+    with tempfile.TemporaryDirectory() as tmp:
+        images = rng.uniform(-1, 1, (n, 1, res, res)).astype("float32")
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        featurize(unet, sched, images, FeatureSpec("square", 10, k=4096), 1, 2,
+                  Path(tmp) / "f.npy")
+    print(json.dumps({"n": n, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "rss_before_mb": before / 1024}))
+
+
+def peak_rss(n: int, threads: int) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--rss-worker", str(n), "--threads",
+                           str(threads)], capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def lds_side_by_side() -> dict | None:
+    import pandas as pd
+
+    path = REPO / "results/default/tables/ablations.csv"
+    if not path.exists():
+        return None
+    df = pd.read_csv(path)
+    rows = df[df["axis"] == "projection"]
+    return {r["value"]: {"lds": r["lds"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                         "k": int(r["k"]), "n_timesteps": int(r["n_timesteps"]),
+                         "query_set": r["query_set"]} for _, r in rows.iterrows()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--n", type=int, default=400, help="N for the memory check (and 4N)")
+    parser.add_argument("--out", default=str(REPO / "results/benchmarks/featurize_throughput.json"))
+    parser.add_argument("--rss-worker", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_worker:
+        return peak_rss_worker(args.rss_worker, args.threads)
+
+    import torch
+
+    from dabench.io import save_json
+
+    result = {
+        "benchmark": "featurize_throughput",
+        "model": "config.yaml (default UNet)",
+        "threads": args.threads,
+        "gradients_K10": gradient_throughput(args.threads, 32, 10),
+        "gradients_K100": gradient_throughput(args.threads, 4, 100),
+        "projection_k4096": projection_share(args.threads, 64, 10, 4096),
+        "peak_rss": {"N": peak_rss(args.n, args.threads), "4N": peak_rss(4 * args.n, args.threads)},
+        "lds_sparse_vs_gaussian": lds_side_by_side(),
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
+                    "python": platform.python_version()},
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    save_json(args.out, result)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
