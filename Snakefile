@@ -29,6 +29,19 @@ include: "rules/evaluation.smk"
 include: "rules/figures.smk"
 
 
+# Reductions that take seconds run where snakemake runs, not as cluster jobs.
+localrules:
+    all,
+    draw_lds_subsets,
+    collect_lds_outputs,
+    compute_lds_ceiling,
+    evaluate_lds,
+    make_lds_table,
+    plot_lds,
+    make_ablation_tables,
+    plot_ablations,
+
+
 rule all:
     input:
         final_outputs(),

@@ -75,16 +75,30 @@ def validate(config: dict, check_methods: bool = True) -> dict:
     if check_methods:
         from dabench.methods import expand, validate_method_config
 
-        try:
-            config["methods"] = expand(config["methods"])
-        except (KeyError, ValueError) as exc:
-            raise ConfigError(f"config key methods: {exc.args[0]}") from None
+        methods = {}
         for method_id, entry in config["methods"].items():
             try:
-                config["methods"][method_id] = validate_method_config(entry)
+                for new_id, new_entry in expand({method_id: entry}).items():
+                    if new_id in methods:
+                        raise ValueError(f"method id {new_id} is used twice")
+                    methods[new_id] = validate_method_config(new_entry)
             except (KeyError, TypeError, ValueError) as exc:
                 raise ConfigError(f"config key methods.{method_id}: {exc.args[0]}") from None
+        config["methods"] = methods
+    # Key order carries no meaning; making it canonical keeps Snakemake's params comparison from
+    # rerunning jobs when a config file lists the same keys in another order.
+    _sort_keys(config)
     return config
+
+
+def _sort_keys(node):
+    if isinstance(node, dict):
+        items = sorted(node.items())
+        node.clear()
+        node.update((k, _sort_keys(v)) for k, v in items)
+    elif isinstance(node, list):
+        node[:] = [_sort_keys(v) for v in node]
+    return node
 
 
 def _check_consistency(config: dict) -> None:

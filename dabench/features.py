@@ -204,7 +204,7 @@ def write_features(model_path, model_cfg: dict, images_path, images_key: str, sp
     ``out_path`` (``<run>/features/<model>/<feature id>/<split>.npy``) lies in."""
     import os
 
-    from dabench.io import load_npz, save_json
+    from dabench.io import load_npz, save_json, sha256
     from dabench.model import build_scheduler, load_model
 
     spec = FeatureSpec.parse(feature_id)
@@ -220,7 +220,7 @@ def write_features(model_path, model_cfg: dict, images_path, images_key: str, sp
         **info, "feature_id": feature_id, "split": split, "output_function": spec.function,
         "n_noises": spec.n_noises, "seed": seed,
         "model": os.path.relpath(model_path, run_dir), "model_step": meta.get("step", meta.get("steps")),
-        "images": os.path.relpath(images_path, run_dir),
+        "images": os.path.relpath(images_path, run_dir), "sha256": sha256(out_path),
     })
     print(f"[dabench] features {feature_id} {split}: {info['n']} examples, "
           f"{info['example_timesteps_per_second']:.0f} example-timesteps/s, projection "

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dabench.tables import row_names
+
 ONE_COLUMN = 3.3   # inches, a typical single-column width
 TWO_COLUMN = 6.9
 
@@ -48,12 +50,6 @@ def save(fig, pdf_path, png_path) -> None:
     for path, fmt in ((pdf_path, "pdf"), (png_path, "png")):
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=fmt)
-
-
-def row_names(df):
-    """Display names: "D-TRAK (square, K=100)"."""
-    k = df["n_timesteps"].apply(lambda v: "" if v != v or v is None else f", K={int(v)}")
-    return df["method"] + " (" + df["variant"].astype(str) + k + ")"
 
 
 def plot_lds(df, pdf_path, png_path):
@@ -117,7 +113,7 @@ def plot_ablations(df, lam, pdf_path, png_path):
             ax.errorbar(numeric, sub["lds"], yerr=err, color=base_colour, marker="o", ms=3,
                         capsize=2, elinewidth=0.6)
             ax.set_xscale("log", base=2 if axis == "k" else 10)
-            ax.set_xticks(numeric, [str(int(v)) for v in numeric], fontsize=6)
+            ax.set_xticks(numeric, [str(int(v)) for v in numeric], fontsize=6, rotation=45)
             ax.minorticks_off()
         else:
             ax.bar(range(len(sub)), sub["lds"], yerr=err, color=base_colour, width=0.6,
@@ -135,9 +131,10 @@ def plot_ablations(df, lam, pdf_path, png_path):
         for (label, variant, k_steps), sub in lam.groupby(["method", "variant", "n_timesteps"]):
             fam = "trak" if label in ("TRAK", "D-TRAK") else "influence"
             style_kw = {"ls": {"D-TRAK": "-", "TRAK": "--", "Relative IF": "-."}.get(label, ":")}
-            ax.plot(sub["lambda_relative"], sub["tune_lds"], marker=".", ms=3, lw=0.8,
-                    color=colour(fam), alpha=0.9, label=f"{label} ({variant}, K={k_steps})",
-                    **style_kw)
+            few = k_steps == lam["n_timesteps"].min()      # fewer timesteps: thinner, lighter
+            ax.plot(sub["lambda_relative"], sub["tune_lds"], marker="o" if not few else ".",
+                    ms=2.5, lw=0.6 if few else 1.1, alpha=0.55 if few else 1.0, color=colour(fam),
+                    label=f"{label} ({variant}, K={k_steps})", **style_kw)
         ax.set_xscale("log")
         ax.set_xlabel("λ / mean eigenvalue")
         ax.set_ylabel("LDS (%), tune subsets")

@@ -144,3 +144,20 @@ def load_tensors(path, verify: bool = True) -> tuple[dict, dict]:
     except Exception as exc:  # safetensors raises its own error types
         raise CorruptFileError(f"checkpoint {path} cannot be read: {exc}") from exc
     return tensors, meta
+
+
+def load_checked_npy(path, mmap: bool = False) -> np.ndarray:
+    """Load an .npy whose JSON sidecar records its ``sha256`` (features); refuse it, naming the
+    file, when it does not match (truncated, altered, or rewritten without its sidecar)."""
+    path = Path(path)
+    side = sidecar_path(path)
+    if side.exists():
+        expected = load_json(side).get("sha256")
+        if expected is not None and sha256(path) != expected:
+            raise CorruptFileError(
+                f"{path} is corrupt or truncated: its SHA-256 does not match {side.name}. Delete "
+                f"it (and its sidecar) and re-run to recompute it.")
+    try:
+        return load_npy(path, mmap=mmap)
+    except ValueError as exc:
+        raise CorruptFileError(f"{path} cannot be read: {exc}") from exc

@@ -63,6 +63,12 @@ def write_lds_table(record_paths: list, csv_path, tex_path) -> pd.DataFrame:
     return df
 
 
+def row_names(df: pd.DataFrame) -> pd.Series:
+    """Display names of table rows: "D-TRAK (square, K=100)"."""
+    k = df["n_timesteps"].apply(lambda v: "" if pd.isna(v) else f", K={int(v)}")
+    return df["method"] + " (" + df["variant"].astype(str) + k + ")"
+
+
 def summary(run_dir) -> str:
     """A short text view of a finished run's LDS table (printed when a run succeeds)."""
     path = Path(run_dir) / "tables" / "lds.csv"
@@ -72,9 +78,8 @@ def summary(run_dir) -> str:
     lines = [f"LDS (%) on the test subsets — {path}"]
     for qs, sub in df.groupby("query_set", sort=False):
         lines.append(f"  {qs} queries:")
-        for _, r in sub.iterrows():
-            lines.append(f"    {r['method'] + ' (' + str(r['variant']) + ')':<48} {r['lds']:6.2f}"
-                         f"  [{r['ci_low']:6.2f}, {r['ci_high']:6.2f}]")
+        for name, (_, r) in zip(row_names(sub), sub.iterrows()):
+            lines.append(f"    {name:<48} {r['lds']:6.2f}  [{r['ci_low']:6.2f}, {r['ci_high']:6.2f}]")
     return "\n".join(lines)
 
 

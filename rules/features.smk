@@ -15,6 +15,7 @@ rule featurize:
         seed=config["seed"],
     threads: 1
     resources:
+        gpu=1,
         mem_mb=4000,
         runtime=120,
     log:

@@ -13,6 +13,7 @@ rule train_full_model:
         resume=run_path("partial/full_model/resume.safetensors"),
     threads: 2
     resources:
+        gpu=1,
         mem_mb=4000,
         runtime=240,
     log:
@@ -36,6 +37,7 @@ rule generate_samples:
         seed=config["seed"],
     threads: 2
     resources:
+        gpu=1,
         mem_mb=4000,
         runtime=60,
     log:

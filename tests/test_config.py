@@ -76,3 +76,9 @@ def test_derived_seeds_are_stable_and_distinct():
 def test_config_file_must_exist(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         config.load(tmp_path / "nope.yaml")
+
+
+def test_key_order_does_not_matter():
+    a = config.validate({"lds": {"test": {"n_subsets": 5, "n_seeds": 2}}, "seed": 1})
+    b = config.validate({"seed": 1, "lds": {"test": {"n_seeds": 2, "n_subsets": 5}}})
+    assert repr(a) == repr(b)   # Snakemake compares params by their text

@@ -76,3 +76,17 @@ def test_features_stream_to_disk_and_are_deterministic(tiny, tmp_path):
 
     ref = make_projector("sparse", g.shape[1], 64, 2).project(g).numpy()
     assert np.allclose(fa[4], ref[0], rtol=1e-4, atol=1e-7)
+
+
+def test_a_truncated_feature_file_is_refused(tiny, tmp_path):
+    from dabench.io import CorruptFileError, load_checked_npy, save_json, sha256
+
+    unet, sched = tiny
+    images = np.zeros((4, 1, 8, 8), dtype=np.float32)
+    path = tmp_path / "train.npy"
+    F.featurize(unet, sched, images, FeatureSpec("loss", 2, k=32), 0, 0, path)
+    save_json(tmp_path / "train.json", {"sha256": sha256(path)})
+    assert load_checked_npy(path).shape == (4, 32)
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(CorruptFileError, match=r"train\.npy is corrupt or truncated"):
+        load_checked_npy(path)

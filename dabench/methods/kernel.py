@@ -20,7 +20,7 @@ import numpy as np
 
 from dabench import layout
 from dabench.features import FeatureSpec
-from dabench.io import load_npy
+from dabench.io import load_checked_npy, load_npy
 from dabench.methods.base import AttributionMethod
 
 FEATURE_DEFAULTS = {"function": "loss", "n_timesteps": 10, "schedule": "uniform", "n_noises": 1,
@@ -111,8 +111,8 @@ class GradientSimilarity(GradientFeatureMethod):
     def score(self, inputs, query_set):
         from dabench.methods.pixel import similarity
 
-        return similarity(load_npy(inputs["query_features"]), load_npy(inputs["train_features"]),
-                          self.params["similarity"])
+        return similarity(load_checked_npy(inputs["query_features"]),
+                          load_checked_npy(inputs["train_features"]), self.params["similarity"])
 
 
 class TRAK(GradientFeatureMethod):
@@ -133,8 +133,8 @@ class TRAK(GradientFeatureMethod):
         """Scores at the λ with the best tune-subset LDS, and the tune LDS of every λ."""
         from dabench.lds import lds_per_query
 
-        solver = KernelSolver(load_npy(inputs["train_features"]))
-        queries = load_npy(inputs["query_features"])
+        solver = KernelSolver(load_checked_npy(inputs["train_features"]))
+        queries = load_checked_npy(inputs["query_features"])
         subsets, outputs = load_npy(inputs["tune_subsets"]), load_npy(inputs["tune_outputs"])
         tune = {}
         best, best_scores = None, None

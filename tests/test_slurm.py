@@ -1,0 +1,122 @@
+"""The ci workflow through a real SLURM cluster (munge, MariaDB, slurmdbd, slurmctld, slurmd on
+this machine, started by scripts/slurm/local_cluster.sh) with the official executor plugin.
+
+Runs where the cluster can be brought up (root, Debian packages); skipped with the reason
+otherwise. Checks that every non-local job went through SLURM (sacct), that GPU rules asked for
+GPUs, that a job cancelled on the cluster is retried, and that the numbers equal a local run's.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
+REPO = Path(__file__).resolve().parent.parent
+CLUSTER = REPO / "scripts" / "slurm" / "local_cluster.sh"
+GPU_RULES = {"train_full_model", "generate_samples", "train_lds_models", "featurize"}
+
+
+def _cluster_available() -> str | None:
+    if os.geteuid() != 0:
+        return "the local SLURM cluster needs root"
+    if not shutil.which("apt-get") and not shutil.which("slurmctld"):
+        return "no apt-get to install SLURM and no SLURM installed"
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    reason = _cluster_available()
+    if reason:
+        pytest.skip(reason)
+    tic = time.perf_counter()
+    proc = subprocess.run(["bash", str(CLUSTER), "start", "--gpus", "2"], capture_output=True,
+                          text=True, timeout=600)
+    if proc.returncode != 0:
+        pytest.fail(f"local SLURM cluster did not start:\n{proc.stderr[-3000:]}")
+    print(f"SLURM bring-up: {time.perf_counter() - tic:.1f}s")
+    yield
+    subprocess.run(["bash", str(CLUSTER), "stop"], capture_output=True, timeout=120)
+
+
+def _sacct(since: str) -> pd.DataFrame:
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-S", since, "-o",
+                          "JobID,State,Comment,AllocTRES"], capture_output=True, text=True,
+                         check=True).stdout
+    rows = [line.split("|") for line in out.strip().splitlines() if line]
+    df = pd.DataFrame(rows, columns=["job", "state", "comment", "tres"])
+    df["rule"] = df["comment"].str.extract(r"^rule_(\w+?)(?:_wildcards_.*)?$")[0]
+    return df
+
+
+def _cancel_first(rule: str, stop: threading.Event, cancelled: list) -> None:
+    """Cancel the first running SLURM job of ``rule`` (a real fault the workflow must survive)."""
+    while not stop.is_set():
+        out = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i|%k"], capture_output=True,
+                             text=True).stdout
+        for line in out.splitlines():
+            job, comment = line.split("|", 1)
+            if comment.startswith(f"rule_{rule}"):
+                time.sleep(2)
+                subprocess.run(["scancel", job])
+                cancelled.append(job)
+                return
+        time.sleep(0.5)
+
+
+def test_ci_workflow_through_slurm(cluster, tmp_path):
+    since = time.strftime("%Y-%m-%dT%H:%M:%S")
+    stop, cancelled = threading.Event(), []
+    watcher = threading.Thread(target=_cancel_first, args=("train_lds_models", stop, cancelled))
+    watcher.start()
+    tic = time.perf_counter()
+    cmd = ["timeout", "-k", "30", "1500", sys.executable, "-m", "snakemake",
+           "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path / "slurm"),
+           "--configfile", str(REPO / "configs/ci.yaml"), "--profile", str(REPO / "profiles/slurm"),
+           "--jobs", "4", "--slurm-init-seconds-before-status-checks", "2",
+           "--default-resources", "slurm_account=root", "slurm_partition=debug", "mem_mb=1500",
+           "runtime=30"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    finally:
+        stop.set()
+        watcher.join()
+    slurm_seconds = time.perf_counter() - tic
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    print(f"ci workflow through SLURM: {slurm_seconds:.1f}s")
+
+    jobs = _sacct(since)
+    ours = jobs.dropna(subset=["rule"])
+    # Every non-local rule ran as a SLURM job and finished; local rules never went there.
+    assert {"prepare_dataset", "train_full_model", "generate_samples", "train_lds_models",
+            "featurize", "compute_scores"} <= set(ours["rule"])
+    assert not {"make_lds_table", "plot_lds", "evaluate_lds", "collect_lds_outputs"} & set(ours["rule"])
+    # GPU rules asked SLURM for a GPU; the others did not.
+    for _, job in ours.iterrows():
+        assert ("gres/gpu=1" in job["tres"]) == (job["rule"] in GPU_RULES), job.to_dict()
+    # The cancelled retrain job was reported and resubmitted (--retries), then completed.
+    assert cancelled, "no train_lds_models job was seen running"
+    states = ours[ours["rule"] == "train_lds_models"]["state"]
+    assert states.str.startswith("CANCELLED").sum() >= 1
+    n_retrain_jobs = 3  # 4 tune × 1 seed + 6 test × 2 seeds, 8 per job: 1 + 2 jobs
+    assert (states == "COMPLETED").sum() == n_retrain_jobs
+    assert (ours[ours["rule"] != "train_lds_models"]["state"] == "COMPLETED").all()
+
+    # The same numbers as a local run of the same config.
+    tic = time.perf_counter()
+    local = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+                            "--directory", str(tmp_path / "local"), "--configfile",
+                            str(REPO / "configs/ci.yaml"), "--cores", "2"],
+                           capture_output=True, text=True)
+    assert local.returncode == 0, local.stderr[-3000:]
+    print(f"ci workflow locally: {time.perf_counter() - tic:.1f}s")
+    a = pd.read_csv(tmp_path / "slurm/results/ci/tables/lds.csv")
+    b = pd.read_csv(tmp_path / "local/results/ci/tables/lds.csv")
+    pd.testing.assert_frame_equal(a, b)
