@@ -124,12 +124,18 @@ def _check_consistency(config: dict) -> None:
                             f"{recipe['steps']}")
     if config["lds"]["test"]["n_subsets"] < 3:
         problems.append("lds.test.n_subsets must be >= 3 for a rank correlation")
-    subset_size = int(config["lds"]["alpha"] * config["data"]["n_train"])
+    subset_size = int(config["lds"]["alpha"] * train_set_size(config))
     if subset_size < 1:
         problems.append(f"lds.alpha={config['lds']['alpha']} x data.n_train="
                         f"{config['data']['n_train']} leaves empty subsets")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def train_set_size(config: dict) -> int:
+    """N, the size of the training set D: data.n_train plus the outliers, if any."""
+    outliers = config["data"].get("outliers") or {}
+    return config["data"]["n_train"] + outliers.get("n", 0)
 
 
 def training_recipe(config: dict, section: str = "train") -> dict:

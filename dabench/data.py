@@ -201,12 +201,25 @@ def load_source(data_cfg: dict) -> tuple[Split, Split | None]:
 # Model input
 
 
-def to_model_input(images: np.ndarray, resolution: int) -> np.ndarray:
-    """Resize (N, C, H, W) images in [0, 1] to ``resolution`` and scale to [-1, 1] (float32)."""
+def to_model_input(images: np.ndarray, resolution: int, center_crop: int | None = None,
+                   channels: int | None = None) -> np.ndarray:
+    """Center-crop (optional), resize (N, C, H, W) images in [0, 1] to ``resolution``, match
+    ``channels`` (grey <-> RGB) and scale to [-1, 1] (float32)."""
     import torch
     import torch.nn.functional as F
 
     x = torch.as_tensor(np.ascontiguousarray(images), dtype=torch.float32)
+    if center_crop and center_crop < min(x.shape[-2:]):
+        top = (x.shape[-2] - center_crop) // 2
+        left = (x.shape[-1] - center_crop) // 2
+        x = x[..., top:top + center_crop, left:left + center_crop]
+    if channels is not None and x.shape[1] != channels:
+        if x.shape[1] == 1:
+            x = x.expand(-1, channels, -1, -1)
+        elif channels == 1:
+            x = x.mean(1, keepdim=True)
+        else:
+            raise DataError(f"cannot convert {x.shape[1]}-channel images to {channels} channels")
     if x.shape[-1] != resolution or x.shape[-2] != resolution:
         x = F.interpolate(x, size=(resolution, resolution), mode="bilinear",
                           antialias=resolution < x.shape[-1], align_corners=False)
@@ -295,16 +308,38 @@ def prepare(data_cfg: dict, seed: int) -> dict:
         val_split, val_source = "test", test
     # Dataset order is the sorted source order: stable, and readable in index files.
     train_idx, val_idx = np.sort(train_idx), np.sort(val_idx)
-    res = data_cfg["resolution"]
-    return {
-        "train_images": to_model_input(train.images[train_idx], res),
+    res, crop = data_cfg["resolution"], data_cfg.get("center_crop")
+    channels = train.images.shape[1]
+    out = {
+        "train_images": to_model_input(train.images[train_idx], res, crop),
         "train_labels": train.labels[train_idx],
         "train_source": train_idx,
-        "validation_images": to_model_input(val_source.images[val_idx], res),
+        "train_origin": np.zeros(len(train_idx), dtype=np.int64),
+        "validation_images": to_model_input(val_source.images[val_idx], res, crop),
         "validation_labels": val_source.labels[val_idx],
         "validation_source": val_idx,
         "validation_split": val_split,
     }
+    if data_cfg.get("outliers"):
+        out = _add_outliers(out, data_cfg["outliers"], res, channels, seed)
+    return out
+
+
+def _add_outliers(d: dict, cfg: dict, resolution: int, channels: int, seed: int) -> dict:
+    """Append ``cfg['n']`` examples of another dataset (the outlier set) after the main ones;
+    ``train_origin`` marks them 1. They are converted to the main set's channels and size."""
+    source, _ = load_source({"label": "fine", "path": None, **cfg})
+    pool = np.flatnonzero(_class_filter(source.labels, cfg.get("classes"), "data.outliers.classes"))
+    if len(pool) < cfg["n"]:
+        raise DataError(f"data.outliers.n = {cfg['n']} but {cfg['dataset']} has {len(pool)} "
+                        f"examples of classes {cfg.get('classes')}")
+    idx = np.sort(np.random.default_rng(derive_seed(seed, "outliers")).permutation(pool)[:cfg["n"]])
+    images = to_model_input(source.images[idx], resolution, channels=channels)
+    return {**d,
+            "train_images": np.concatenate([d["train_images"], images]),
+            "train_labels": np.concatenate([d["train_labels"], source.labels[idx]]),
+            "train_source": np.concatenate([d["train_source"], idx]),
+            "train_origin": np.concatenate([d["train_origin"], np.ones(len(idx), dtype=np.int64)])}
 
 
 def write_dataset(data_cfg: dict, seed: int, train_path, validation_path, info_path,
@@ -314,7 +349,7 @@ def write_dataset(data_cfg: dict, seed: int, train_path, validation_path, info_p
 
     d = prepare(data_cfg, seed)
     save_npz(train_path, train_images=d["train_images"], labels=d["train_labels"],
-             source_index=d["train_source"])
+             source_index=d["train_source"], origin=d["train_origin"])
     save_npz(validation_path, images=d["validation_images"], labels=d["validation_labels"],
              source_index=d["validation_source"])
     write_index_file(train_index_path, d["train_source"],
@@ -323,6 +358,7 @@ def write_dataset(data_cfg: dict, seed: int, train_path, validation_path, info_p
                      f"validation queries of {data_cfg['dataset']}: indices into its "
                      f"{d['validation_split']} split")
     info = {"dataset": data_cfg["dataset"], "n_train": len(d["train_source"]),
+            "n_outliers": int(d["train_origin"].sum()),
             "n_validation": len(d["validation_source"]), "shape": list(d["train_images"].shape[1:]),
             "validation_split": d["validation_split"],
             "class_counts": {int(c): int(n) for c, n in zip(*np.unique(d["train_labels"],

@@ -8,7 +8,7 @@ rule draw_lds_subsets:
         tune_index=directory(run_path("subsets/tune")),
         test_index=directory(run_path("subsets/test")),
     params:
-        n_train=config["data"]["n_train"],
+        n_train=dabench_config.train_set_size(config),
         alpha=config["lds"]["alpha"],
         tune=config["lds"]["tune"],
         test=config["lds"]["test"],

@@ -222,3 +222,26 @@ def test_real_cifar10_images_through_the_pickle_and_folder_loaders(tmp_path):
     # Real photographs are not noise: neighbouring pixels correlate strongly.
     x = train.images[:20]
     assert np.corrcoef(x[..., :-1].ravel(), x[..., 1:].ravel())[0, 1] > 0.8
+
+
+def test_outliers_are_appended_and_converted():
+    """The Diffusion-ReTrac outlier setting: real MNIST zeros appended to another real dataset."""
+    d = data.prepare(_digits_cfg(n_train=60, n_validation=10,
+                                 outliers={"dataset": "mnist_subset", "classes": [0], "n": 5}), 0)
+    assert d["train_images"].shape == (65, 1, 8, 8)
+    assert list(d["train_origin"]) == [0] * 60 + [1] * 5
+    assert set(d["train_labels"][60:]) == {0}
+    assert d["train_images"].min() >= -1 and d["train_images"].max() <= 1
+
+
+def test_grey_outliers_become_rgb_for_an_rgb_dataset():
+    x = np.random.default_rng(0).uniform(0, 1, (2, 1, 28, 28)).astype(np.float32)
+    y = data.to_model_input(x, 32, channels=3)
+    assert y.shape == (2, 3, 32, 32) and np.allclose(y[:, 0], y[:, 2])
+
+
+def test_center_crop_before_resize():
+    x = np.zeros((1, 1, 20, 20), dtype=np.float32)
+    x[:, :, 5:15, 5:15] = 1.0           # a bright 10x10 centre
+    y = data.to_model_input(x, 10, center_crop=10)
+    assert np.allclose(y, 1.0)

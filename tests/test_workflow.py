@@ -131,7 +131,10 @@ def test_a_completed_run_plans_nothing(ci_run):
 
 
 @pytest.mark.parametrize("configfile,retrain_jobs", [("configs/paper/cifar2.yaml", 96),
-                                                     ("configs/paper/cifar10.yaml", 192)])
+                                                     ("configs/paper/cifar10.yaml", 192),
+                                                     ("configs/paper/celeba.yaml", 96),
+                                                     ("configs/paper/cifar20.yaml", 96),
+                                                     ("configs/paper/outliers.yaml", 24)])
 def test_paper_configs_plan_without_data(tmp_path, configfile, retrain_jobs):
     proc = snakemake(tmp_path, "--dry-run", configfile=configfile)
     assert proc.returncode == 0, proc.stderr[-3000:]

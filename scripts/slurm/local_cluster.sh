@@ -138,7 +138,18 @@ start() {
   need_root
   local tic=$SECONDS
   install_packages
+  local before=""
+  [ -f "$DIR/slurm.conf" ] && before=$(cat "$DIR/slurm.conf" "$DIR/gres.conf" 2>/dev/null)
   write_configs
+  if [ -n "$before" ] && [ "$before" != "$(cat "$DIR/slurm.conf" "$DIR/gres.conf")" ] \
+      && alive "$DIR/run/slurmctld.pid"; then
+    log "configuration changed: restarting the SLURM daemons"
+    for name in slurmd slurmctld; do
+      kill "$(cat "$DIR/run/$name.pid")" 2>/dev/null || true
+      for _ in $(seq 40); do alive "$DIR/run/$name.pid" || break; sleep 0.25; done
+      rm -f "$DIR/run/$name.pid"
+    done
+  fi
   start_munge
   start_mariadb
   start_daemon slurmdbd "$DIR/run/slurmdbd.pid" slurmdbd
