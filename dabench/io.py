@@ -116,6 +116,17 @@ def save_tensors(path, tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> N
     save_json(sidecar_path(path), {**meta, "sha256": digest, "file": Path(path).name})
 
 
+def verify_digest(path, expected, what: str = "") -> None:
+    """Raise :class:`CorruptFileError` naming ``path`` when its SHA-256 is not ``expected`` (the
+    value recorded in its sidecar)."""
+    digest = sha256(path)
+    if digest != expected:
+        raise CorruptFileError(
+            f"{what}{path} is corrupt or truncated: its SHA-256 {digest[:12]}… does not match "
+            f"{str(expected)[:12]}… recorded in {sidecar_path(path).name}. Delete it (and its "
+            f"sidecar) and re-run to recompute it.")
+
+
 def load_tensors(path, verify: bool = True) -> tuple[dict, dict]:
     """Load a safetensors file written by :func:`save_tensors`; return ``(tensors, meta)``.
 
@@ -132,13 +143,7 @@ def load_tensors(path, verify: bool = True) -> tuple[dict, dict]:
         raise CorruptFileError(f"checkpoint {path} has no sidecar {side.name}; refusing to use it")
     meta = load_json(side)
     if verify:
-        digest = sha256(path)
-        if digest != meta.get("sha256"):
-            raise CorruptFileError(
-                f"checkpoint {path} is corrupt or truncated: its SHA-256 {digest[:12]}… does not "
-                f"match {str(meta.get('sha256'))[:12]}… recorded in {side.name}. Delete it (and its "
-                f"sidecar) and re-run to recompute it."
-            )
+        verify_digest(path, meta.get("sha256"), "checkpoint ")
     try:
         tensors = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types
@@ -153,10 +158,8 @@ def load_checked_npy(path, mmap: bool = False) -> np.ndarray:
     side = sidecar_path(path)
     if side.exists():
         expected = load_json(side).get("sha256")
-        if expected is not None and sha256(path) != expected:
-            raise CorruptFileError(
-                f"{path} is corrupt or truncated: its SHA-256 does not match {side.name}. Delete "
-                f"it (and its sidecar) and re-run to recompute it.")
+        if expected is not None:
+            verify_digest(path, expected)
     try:
         return load_npy(path, mmap=mmap)
     except ValueError as exc:
