@@ -27,6 +27,7 @@ include: "rules/features.smk"
 include: "rules/attribution.smk"
 include: "rules/evaluation.smk"
 include: "rules/figures.smk"
+include: "rules/retrac.smk"
 
 
 # Reductions that take seconds run where snakemake runs, not as cluster jobs.
@@ -40,6 +41,9 @@ localrules:
     plot_lds,
     make_ablation_tables,
     plot_ablations,
+    retrac_targeted,
+    retrac_outlier_tables,
+    plot_retrac,
 
 
 rule all:

@@ -81,10 +81,12 @@ def validate(config: dict, check_methods: bool = True) -> dict:
                 for new_id, new_entry in expand({method_id: entry}).items():
                     if new_id in methods:
                         raise ValueError(f"method id {new_id} is used twice")
-                    methods[new_id] = validate_method_config(new_entry)
+                    methods[new_id] = validate_method_config(
+                        new_entry, config["train"]["checkpoint_steps"])
             except (KeyError, TypeError, ValueError) as exc:
                 raise ConfigError(f"config key methods.{method_id}: {exc.args[0]}") from None
         config["methods"] = methods
+        _check_retrac(config)
     # Key order carries no meaning; making it canonical keeps Snakemake's params comparison from
     # rerunning jobs when a config file lists the same keys in another order.
     _sort_keys(config)
@@ -130,6 +132,64 @@ def _check_consistency(config: dict) -> None:
                         f"{config['data']['n_train']} leaves empty subsets")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+CHECKPOINT_METHODS = ("tracincp", "gas", "diffusion-tracin", "diffusion-retrac")
+
+
+def _first_method(config: dict, name: str, key: str) -> str | None:
+    chosen = config["retrac"][key]
+    if chosen is not None:
+        entry = config["methods"].get(chosen)
+        if entry is None or entry["method"] != name:
+            raise ConfigError(f"config key retrac.{key}: {chosen!r} is not a {name} method under "
+                              f"methods (ids: {', '.join(sorted(config['methods']))})")
+        return chosen
+    ids = sorted(m for m, e in config["methods"].items() if e["method"] == name)
+    return ids[0] if ids else None
+
+
+def retrac_methods(config: dict) -> tuple[str, str] | None:
+    """(Diffusion-TracIn id, Diffusion-ReTrac id) the ReTrac analyses use, or None when they
+    do not run (retrac.enabled false, or the config benchmarks no such methods)."""
+    if not config["retrac"]["enabled"]:
+        return None
+    pair = (_first_method(config, "diffusion-tracin", "tracin"),
+            _first_method(config, "diffusion-retrac", "retrac"))
+    return pair if None not in pair else None
+
+
+def checkpoint_method_ids(config: dict) -> list[str]:
+    return sorted(m for m, e in config["methods"].items() if e["method"] in CHECKPOINT_METHODS)
+
+
+def outlier_data_config(config: dict) -> dict | None:
+    """The data section of the outlier experiment (data + retrac.outliers.data), validated; None
+    when the experiment does not run."""
+    import jsonschema
+
+    if retrac_methods(config) is None or not config["retrac"]["outliers"]["enabled"]:
+        return None
+    base = {k: v for k, v in config["data"].items() if k != "outliers"}
+    data = deep_update(copy.deepcopy(base), copy.deepcopy(config["retrac"]["outliers"]["data"]))
+    schema = load_schema()["properties"]["data"]
+    _fill_defaults(data, schema)
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(data))
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(
+            _describe(e).replace("config key ", "config key retrac.outliers.data.", 1)
+            .replace("config key retrac.outliers.data.<top level>", "config key retrac.outliers.data")
+            for e in errors))
+    if not data.get("outliers"):
+        raise ConfigError("config key retrac.outliers.data.outliers: the outlier experiment needs "
+                          "an outlier set (dataset, classes, n)")
+    return _sort_keys(data)
+
+
+def _check_retrac(config: dict) -> None:
+    pair = retrac_methods(config)
+    if pair is not None:
+        outlier_data_config(config)
 
 
 def train_set_size(config: dict) -> int:

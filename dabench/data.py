@@ -319,6 +319,7 @@ def prepare(data_cfg: dict, seed: int) -> dict:
         "validation_labels": val_source.labels[val_idx],
         "validation_source": val_idx,
         "validation_split": val_split,
+        "validation_origin": np.zeros(len(val_idx), dtype=np.int64),
     }
     if data_cfg.get("outliers"):
         out = _add_outliers(out, data_cfg["outliers"], res, channels, seed)
@@ -327,19 +328,33 @@ def prepare(data_cfg: dict, seed: int) -> dict:
 
 def _add_outliers(d: dict, cfg: dict, resolution: int, channels: int, seed: int) -> dict:
     """Append ``cfg['n']`` examples of another dataset (the outlier set) after the main ones;
-    ``train_origin`` marks them 1. They are converted to the main set's channels and size."""
+    ``train_origin`` marks them 1. They are converted to the main set's channels and size.
+    ``cfg['n_validation']`` further outliers (disjoint from those) join the validation queries."""
     source, _ = load_source({"label": "fine", "path": None, **cfg})
     pool = np.flatnonzero(_class_filter(source.labels, cfg.get("classes"), "data.outliers.classes"))
-    if len(pool) < cfg["n"]:
-        raise DataError(f"data.outliers.n = {cfg['n']} but {cfg['dataset']} has {len(pool)} "
-                        f"examples of classes {cfg.get('classes')}")
-    idx = np.sort(np.random.default_rng(derive_seed(seed, "outliers")).permutation(pool)[:cfg["n"]])
-    images = to_model_input(source.images[idx], resolution, channels=channels)
-    return {**d,
-            "train_images": np.concatenate([d["train_images"], images]),
-            "train_labels": np.concatenate([d["train_labels"], source.labels[idx]]),
-            "train_source": np.concatenate([d["train_source"], idx]),
-            "train_origin": np.concatenate([d["train_origin"], np.ones(len(idx), dtype=np.int64)])}
+    n_val = int(cfg.get("n_validation") or 0)
+    if len(pool) < cfg["n"] + n_val:
+        raise DataError(f"data.outliers.n + data.outliers.n_validation = {cfg['n'] + n_val} but "
+                        f"{cfg['dataset']} has {len(pool)} examples of classes {cfg.get('classes')}")
+    drawn = np.random.default_rng(derive_seed(seed, "outliers")).permutation(pool)
+    idx, val_idx = np.sort(drawn[:cfg["n"]]), np.sort(drawn[cfg["n"]:cfg["n"] + n_val])
+
+    def convert(i):
+        return to_model_input(source.images[i], resolution, channels=channels)
+
+    out = {**d,
+           "train_images": np.concatenate([d["train_images"], convert(idx)]),
+           "train_labels": np.concatenate([d["train_labels"], source.labels[idx]]),
+           "train_source": np.concatenate([d["train_source"], idx]),
+           "train_origin": np.concatenate([d["train_origin"], np.ones(len(idx), dtype=np.int64)])}
+    if n_val:
+        out.update({
+            "validation_images": np.concatenate([d["validation_images"], convert(val_idx)]),
+            "validation_labels": np.concatenate([d["validation_labels"], source.labels[val_idx]]),
+            "validation_source": np.concatenate([d["validation_source"], val_idx]),
+            "validation_origin": np.concatenate([d["validation_origin"],
+                                                 np.ones(len(val_idx), dtype=np.int64)])})
+    return out
 
 
 def write_dataset(data_cfg: dict, seed: int, train_path, validation_path, info_path,
@@ -351,7 +366,7 @@ def write_dataset(data_cfg: dict, seed: int, train_path, validation_path, info_p
     save_npz(train_path, train_images=d["train_images"], labels=d["train_labels"],
              source_index=d["train_source"], origin=d["train_origin"])
     save_npz(validation_path, images=d["validation_images"], labels=d["validation_labels"],
-             source_index=d["validation_source"])
+             source_index=d["validation_source"], origin=d["validation_origin"])
     write_index_file(train_index_path, d["train_source"],
                      f"training set D of {data_cfg['dataset']}: indices into its training split")
     write_index_file(validation_index_path, d["validation_source"],
@@ -359,6 +374,7 @@ def write_dataset(data_cfg: dict, seed: int, train_path, validation_path, info_p
                      f"{d['validation_split']} split")
     info = {"dataset": data_cfg["dataset"], "n_train": len(d["train_source"]),
             "n_outliers": int(d["train_origin"].sum()),
+            "n_validation_outliers": int(d["validation_origin"].sum()),
             "n_validation": len(d["validation_source"]), "shape": list(d["train_images"].shape[1:]),
             "validation_split": d["validation_split"],
             "class_counts": {int(c): int(n) for c, n in zip(*np.unique(d["train_labels"],

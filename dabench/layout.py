@@ -16,6 +16,8 @@ FULL_MODEL = "models/full/model.safetensors"
 FULL_MODEL_CHECKPOINTS = "models/full/checkpoints"
 TRAINING_LOG = "models/full/training_log.npz"
 GENERATION = "generation/samples.npz"
+# The Diffusion-ReTrac outlier experiment is a run of its own inside this folder, same layout.
+OUTLIER_RUN = "outliers"
 LDS_TABLE = "tables/lds.csv"
 LDS_CEILING = "lds/ceiling.json"
 
@@ -52,9 +54,39 @@ def lds_chunk(family: str, chunk: int | str) -> str:
     return f"lds/{family}/retrains/chunk{chunk}.npz"
 
 
+def checkpoint_name(step: int) -> str:
+    """The model name of a checkpoint of the full model in feature paths: ``step000500``."""
+    return f"step{int(step):06d}"
+
+
+def checkpoint(step: int) -> str:
+    """A checkpoint of the full model (written by train_full_model into its checkpoint folder)."""
+    return f"{FULL_MODEL_CHECKPOINTS}/step_{int(step):06d}.safetensors"
+
+
+def model_file(model: str) -> str:
+    """The weights behind a model name: ``full`` (the final model) or ``stepNNNNNN``."""
+    if model == "full":
+        return FULL_MODEL
+    if model.startswith("step") and model[4:].isdigit():
+        return checkpoint(int(model[4:]))
+    raise ValueError(f"unknown model name {model!r} (full or stepNNNNNN)")
+
+
 def features(model: str, feature_id: str, split: str) -> str:
-    """Features of ``split`` (train, validation, generation) under model ``model`` (``full``)."""
+    """Features of ``split`` (train, validation, generation) under model ``model`` (``full`` or a
+    checkpoint ``stepNNNNNN``)."""
     return f"features/{model}/{feature_id}/{split}.npy"
+
+
+def feature_norms(model: str, feature_id: str, split: str) -> str:
+    """Exact gradient norms (before projection) of the rows of :func:`features`."""
+    return f"features/{model}/{feature_id}/{split}.norms.npy"
+
+
+def self_influence(method_id: str) -> str:
+    """Self-influence of every training example, (N,) float32, for methods that define one."""
+    return f"scores/{method_id}/self.npy"
 
 
 def scores(method_id: str, query_set: str) -> str:

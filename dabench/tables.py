@@ -106,3 +106,12 @@ def write_ablation_tables(record_paths: list, sidecar_paths: list, ablations_cfg
     with atomic_path(lambda_csv_path) as tmp:
         lam.to_csv(tmp, index=False, float_format="%.6g")
     return df
+
+
+def simple_latex(df: pd.DataFrame, columns: dict, caption: str, digits: int = 3) -> str:
+    """A booktabs table of ``columns`` (name -> header) of ``df``, floats to ``digits`` places."""
+    view = df[list(columns)].rename(columns=columns)
+    fmt = {c: f"{{:.{digits}f}}" for c, t in view.dtypes.items() if t.kind == "f"}
+    latex = view.style.hide(axis="index").format(fmt).to_latex(
+        hrules=True, column_format="l" * 2 + "r" * (len(columns) - 2))
+    return f"% {caption}\n" + latex.replace("_", "\\_")

@@ -19,3 +19,26 @@ rule compute_scores:
         CONDA_ENV
     script:
         "../scripts/compute_scores.py"
+
+
+# Self-influence of every training example (checkpoint methods: outlier detection, ReTrac §6.3).
+rule compute_self_influence:
+    input:
+        unpack(self_influence_inputs(RUN)),
+    output:
+        values=run_path("scores/{method_id}/self.npy"),
+        sidecar=run_path("scores/{method_id}/self.json"),
+    wildcard_constraints:
+        method_id="|".join(map(re.escape, SELF_INFLUENCE_METHODS)) or "NO_METHOD",
+    params:
+        method=lambda wc: config["methods"][wc.method_id],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    log:
+        log_path("compute_self_influence/{method_id}"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/compute_self_influence.py"

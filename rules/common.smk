@@ -12,6 +12,7 @@ from dabench import layout
 from dabench.ablations import ablation_methods
 from dabench.lds import n_chunks
 from dabench.methods import build as build_method
+from dabench.config import checkpoint_method_ids, outlier_data_config, retrac_methods
 
 try:
     dabench_config.validate(config)
@@ -27,6 +28,18 @@ METHOD_IDS = sorted(config["methods"])
 ABLATIONS = ablation_methods(config["ablations"])
 # Every scored method: the benchmarked ones and the ablation settings.
 ALL_METHODS = {**config["methods"], **{i: a["entry"] for i, a in ABLATIONS.items()}}
+# Diffusion-ReTrac analyses: (tracin id, retrac id) or None; the checkpoint methods; the outlier
+# experiment's data section (None = not run). Its run folder mirrors this one's layout.
+RETRAC = retrac_methods(config)
+CHECKPOINT_METHODS = checkpoint_method_ids(config)
+SELF_INFLUENCE_METHODS = [m for m in CHECKPOINT_METHODS if build_method(config["methods"][m]).has_self_influence]
+OUTLIER_DATA = outlier_data_config(config)
+OUT = f"{RUN}/{layout.OUTLIER_RUN}"
+if RETRAC and config["retrac"]["query_set"] not in QUERY_SETS:
+    raise WorkflowError(
+        f"config key retrac.query_set: {config['retrac']['query_set']!r} is not one of "
+        f"lds.query_sets {QUERY_SETS}"
+    )
 if ABLATIONS and config["ablations"]["query_set"] not in QUERY_SETS:
     raise WorkflowError(
         f"config key ablations.query_set: {config['ablations']['query_set']!r} is not one of "
@@ -39,14 +52,24 @@ wildcard_constraints:
     chunk=r"\d+",
     query_set="|".join(layout.QUERY_SETS),
     split="|".join(layout.SPLITS),
-    model="full",
-    feature_id=r"[a-z0-9-]+_K\d+[uc]_e\d+_[a-z_]+?\d*",
+    model=r"full|step\d{6}",
+    feature_id=r"[a-z0-9-]+_(K\d+[uc]|replay)_e\d+_[a-z_]+?\d*(_unit)?",
     method_id="|".join(map(re.escape, sorted(ALL_METHODS))) if ALL_METHODS else "NO_METHOD",
 
 
 def run_path(relative):
     """A path inside this run's results folder."""
     return f"{RUN}/{relative}"
+
+
+def out_path(relative):
+    """A path inside the outlier experiment's run folder (results/<name>/outliers/)."""
+    return f"{OUT}/{relative}"
+
+
+def model_input(root):
+    """Input function: the weights file of the {model} wildcard (full model or a checkpoint)."""
+    return lambda wc: f"{root}/{layout.model_file(wc.model)}"
 
 
 def log_path(name):
@@ -75,6 +98,32 @@ def method_inputs(wildcards):
     return {
         f"{qs}:{name}": run_path(p) for qs in QUERY_SETS for name, p in method.inputs(qs).items()
     }
+
+
+def outlier_method_inputs(wildcards):
+    """As method_inputs, for the outlier experiment: its validation queries only."""
+    method = build_method(config["methods"][wildcards.method_id])
+    return {f"validation:{n}": out_path(p) for n, p in method.inputs("validation").items()}
+
+
+def self_influence_inputs(root):
+    return lambda wc: {
+        name: f"{root}/{p}"
+        for name, p in build_method(config["methods"][wc.method_id]).self_inputs().items()
+    }
+
+
+def retrac_outputs():
+    """Tables and figures of the Diffusion-ReTrac analyses (empty when they do not run)."""
+    if not RETRAC:
+        return []
+    names = ["retrac_norms", "retrac_single_example", "retrac_correlation",
+             "retrac_manipulation", "retrac_targeted"]
+    if OUTLIER_DATA:
+        names += ["retrac_outliers", "retrac_source_tracing"]
+    tables = [run_path(f"tables/{n}.{ext}") for n in names for ext in ("csv", "tex")]
+    figures = [run_path(f"figures/{n}.{ext}") for n in names for ext in ("pdf", "png")]
+    return tables + figures
 
 
 def lds_records(wildcards=None):
@@ -111,4 +160,6 @@ def final_outputs():
         targets += [run_path(f"figures/ablations.{ext}") for ext in ("pdf", "png")]
     if lambda_sidecars():
         targets.append(run_path("tables/lambda.csv"))
+    targets += [run_path(layout.self_influence(m)) for m in SELF_INFLUENCE_METHODS]
+    targets += retrac_outputs()
     return targets

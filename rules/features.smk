@@ -1,18 +1,23 @@
 # Gradient features: one job per (model, feature spec) for the training set and every query set
-# (they share the model, so nothing is recomputed that would not have to be anyway).
+# (they share the model, so nothing is recomputed that would not have to be anyway). {model} is
+# the full model or one of its checkpoints (stepNNNNNN, for the checkpoint methods).
 
 
 rule featurize:
     input:
-        model=run_path(layout.FULL_MODEL),
+        model=model_input(RUN),
         images=[run_path(layout.split_file(s)) for s in ["train"] + QUERY_SETS],
     output:
         features=[run_path(f"features/{{model}}/{{feature_id}}/{s}.npy") for s in ["train"] + QUERY_SETS],
         sidecars=[run_path(f"features/{{model}}/{{feature_id}}/{s}.json") for s in ["train"] + QUERY_SETS],
+        norms=[run_path(f"features/{{model}}/{{feature_id}}/{s}.norms.npy") for s in ["train"] + QUERY_SETS],
+    wildcard_constraints:
+        feature_id=r"[a-z0-9-]+_K\d+[uc]_e\d+_[a-z_]+?\d*(_unit)?",
     params:
         model=config["model"],
         splits=["train"] + QUERY_SETS,
         seed=config["seed"],
+        training_log=None,
     threads: 1
     resources:
         gpu=1,
@@ -26,3 +31,24 @@ rule featurize:
         CONDA_ENV
     script:
         "../scripts/featurize.py"
+
+
+# Diffusion-TracIn's training side: each training example's gradient at the (t, ε) it was trained
+# with nearest the checkpoint, replayed from the training log.
+use rule featurize as featurize_replay with:
+    input:
+        model=model_input(RUN),
+        images=[run_path(layout.TRAIN_DATA)],
+        training_log=run_path(layout.TRAINING_LOG),
+    output:
+        features=[run_path("features/{model}/{feature_id}/train.npy")],
+        sidecars=[run_path("features/{model}/{feature_id}/train.json")],
+        norms=[run_path("features/{model}/{feature_id}/train.norms.npy")],
+    wildcard_constraints:
+        model=r"step\d{6}",
+        feature_id=r"[a-z0-9-]+_replay_e1_[a-z_]+?\d*",
+    params:
+        model=config["model"],
+        splits=["train"],
+        seed=config["seed"],
+        training_log=run_path(layout.TRAINING_LOG),

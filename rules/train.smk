@@ -5,8 +5,9 @@ rule train_full_model:
         model=run_path(layout.FULL_MODEL),
         sidecar=run_path("models/full/model.json"),
         training_log=run_path(layout.TRAINING_LOG),
-        checkpoints=directory(run_path(layout.FULL_MODEL_CHECKPOINTS)),
+        checkpoints=[run_path(layout.checkpoint(s)) for s in config["train"]["checkpoint_steps"]],
     params:
+        checkpoint_dir=run_path(layout.FULL_MODEL_CHECKPOINTS),
         model=config["model"],
         recipe=dabench_config.training_recipe(config, "train"),
         seed=config["seed"],

@@ -6,4 +6,5 @@ from dabench.runtime import job
 with job(snakemake) as smk:
     for split, images, out in zip(smk.params.splits, smk.input.images, smk.output.features):
         write_features(smk.input.model, smk.params.model, images, split_key(split), split,
-                       smk.wildcards.feature_id, smk.params.seed, out)
+                       smk.wildcards.feature_id, smk.params.seed, out,
+                       training_log_path=smk.params.training_log)

@@ -4,5 +4,5 @@ from dabench.runtime import job
 
 with job(snakemake) as smk:
     train_full_model(smk.input.train, smk.params.model, smk.params.recipe, smk.params.seed,
-                     smk.output.model, smk.output.training_log, smk.output.checkpoints,
+                     smk.output.model, smk.output.training_log, smk.params.checkpoint_dir,
                      smk.params.resume)

@@ -90,3 +90,76 @@ def test_a_truncated_feature_file_is_refused(tiny, tmp_path):
     path.write_bytes(path.read_bytes()[:-40])
     with pytest.raises(CorruptFileError, match=r"train\.npy is corrupt or truncated"):
         load_checked_npy(path)
+
+
+def _loop_gradient(unet, sched, x, t, noise, function="loss"):
+    unet.zero_grad()
+    xt = M.add_noise(sched, x[None], noise[None], t[None])
+    fn = F.OUTPUT_FUNCTIONS[function]
+    fn(unet(xt, t[None]).sample, noise[None], F.vlb_weights(sched)[t[None]]).mean().backward()
+    return torch.cat([p.grad.reshape(-1) for p in unet.parameters()])
+
+
+def test_per_example_timesteps_and_retrac_normalisation_match_a_loop(tiny):
+    """Replayed features take each example at its own timestep; ``normalize`` divides each
+    single-(t, ε) gradient by its norm before averaging (Diffusion-ReTrac), checked by hand."""
+    unet, sched = tiny
+    x0 = torch.as_tensor(np.random.default_rng(1).uniform(-1, 1, (3, 1, 8, 8)).astype(np.float32))
+    noises = torch.randn(3, 2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    per_example_t = torch.tensor([[3, 700], [250, 250], [999, 40]])
+    for function in ("loss", "weighted-mse"):
+        batched = F.per_example_gradients(unet, sched, x0, per_example_t, noises, function)
+        unit = F.per_example_gradients(unet, sched, x0, per_example_t, noises, function,
+                                       normalize=True)
+        for b in range(3):
+            g = [_loop_gradient(unet, sched, x0[b], per_example_t[b, j], noises[b, j], function)
+                 for j in range(2)]
+            mean = (g[0] + g[1]) / 2
+            assert (batched[b] - mean).norm() <= 1e-4 * mean.norm()
+            by_hand = (g[0] / g[0].norm() + g[1] / g[1].norm()) / 2
+            assert (unit[b] - by_hand).norm() <= 1e-4 * by_hand.norm()
+            # Not the same thing as normalising the average: the timesteps' norms differ.
+            assert (by_hand - mean / mean.norm()).norm() > 1e-3
+
+
+def test_replay_schedule_picks_the_last_training_step_before_the_checkpoint():
+    log = {"indices": np.array([[0, 1], [2, 0], [1, 2], [0, 2]]),
+           "timesteps": np.array([[10, 11], [12, 13], [14, 15], [16, 17]]),
+           "noise_seeds": np.array([[100, 101], [102, 103], [104, 105], [106, 107]])}
+    r = F.replay_schedule(log, checkpoint_step=2, n_train=4)
+    # Before step 2: example 0 last at step 1 (position 3), 1 at step 0, 2 at step 1.
+    assert r["timestep"][:3].tolist() == [13, 11, 12]
+    assert r["noise_seed"][:3].tolist() == [103, 101, 102]
+    assert r["step"].tolist() == [1, 0, 1, -1] and r["seen"].tolist() == [True, True, True, False]
+    # Checkpoint 1: example 2 not yet seen, so its first occurrence after (step 1) stands in.
+    r = F.replay_schedule(log, checkpoint_step=1, n_train=3)
+    assert r["timestep"].tolist() == [10, 11, 12] and r["step"].tolist() == [0, 0, 1]
+
+
+def test_replay_features_use_the_logged_timestep_and_noise(tiny, tmp_path, cfg):
+    """The training gradient of x_i at checkpoint c is the one of its logged (t, ε): compare each
+    replayed feature row with an autograd gradient at the training log's entry."""
+    unet, sched = tiny
+    recipe = {**cfg["train"], "steps": 6, "batch_size": 4, "warmup_steps": 1}
+    images = np.random.default_rng(2).uniform(-1, 1, (5, 1, 8, 8)).astype(np.float32)
+    plan = M.training_plan(np.arange(5), recipe, seed=3, num_train_timesteps=1000)
+    replay = F.replay_schedule(plan, checkpoint_step=4, n_train=5)
+    spec = FeatureSpec("loss", schedule="replay", projection="none", k=0)
+    assert FeatureSpec.parse(spec.id) == spec and spec.id == "loss_replay_e1_none"
+    info = F.featurize(unet, sched, images, spec, 0, 0, tmp_path / "train.npy", replay=replay)
+    phi = np.load(tmp_path / "train.npy")
+    norms = np.load(tmp_path / "train.norms.npy")
+    assert info["timesteps"] == "replay"
+    for i in range(5):
+        step = replay["step"][i]
+        pos = np.flatnonzero(plan["indices"][step] == i)[-1]
+        assert step < 4 and i not in plan["indices"][step + 1:4].ravel()
+        t = torch.tensor(plan["timesteps"][step, pos])
+        noise = M.example_noise(plan["noise_seeds"][step, pos:pos + 1], (1, 8, 8))[0]
+        g = _loop_gradient(unet, sched, torch.as_tensor(images[i]), t, noise).numpy()
+        np.testing.assert_allclose(phi[i], g, rtol=1e-3, atol=1e-6 * np.abs(g).max())
+        assert norms[i] == pytest.approx(np.linalg.norm(g), rel=1e-4)
+    with pytest.raises(ValueError, match="n_noises = 1"):
+        FeatureSpec("loss", n_noises=3, schedule="replay")
+    unit = FeatureSpec("loss", 10, projection="sparse", k=64, normalize=True)
+    assert unit.id == "loss_K10u_e1_sparse64_unit" and FeatureSpec.parse(unit.id) == unit

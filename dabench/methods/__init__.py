@@ -5,6 +5,8 @@ Implementations (one module per method family):
 - ``pixel``: raw-pixel similarity, dot or cosine (:mod:`dabench.methods.pixel`).
 - ``gradient``, ``trak``, ``d-trak``, ``relative-if``, ``renormalized-if``: gradient-feature
   methods (:mod:`dabench.methods.kernel`).
+- ``tracincp``, ``gas``, ``diffusion-tracin``, ``diffusion-retrac``: sums over training
+  checkpoints (:mod:`dabench.methods.tracin`).
 
 Adding a method: write a subclass of :class:`AttributionMethod` in its own module and add one line
 to ``REGISTRY``; naming it in a config's ``methods`` then puts it in every table and figure.
@@ -17,6 +19,7 @@ import itertools
 from dabench.methods.base import AttributionMethod
 from dabench.methods.kernel import DTRAK, TRAK, GradientSimilarity, RelativeIF, RenormalizedIF
 from dabench.methods.pixel import PixelSimilarity
+from dabench.methods.tracin import GAS, DiffusionReTrac, DiffusionTracIn, TracInCP
 
 REGISTRY: dict[str, type[AttributionMethod]] = {
     PixelSimilarity.name: PixelSimilarity,
@@ -25,6 +28,10 @@ REGISTRY: dict[str, type[AttributionMethod]] = {
     DTRAK.name: DTRAK,
     RelativeIF.name: RelativeIF,
     RenormalizedIF.name: RenormalizedIF,
+    TracInCP.name: TracInCP,
+    GAS.name: GAS,
+    DiffusionTracIn.name: DiffusionTracIn,
+    DiffusionReTrac.name: DiffusionReTrac,
 }
 
 
@@ -62,10 +69,23 @@ def expand(methods: dict) -> dict:
     return out
 
 
-def validate_method_config(entry: dict) -> dict:
-    """Check a config entry (unknown method or parameter, bad value) and fill its defaults."""
+def validate_method_config(entry: dict, checkpoint_steps: list | None = None) -> dict:
+    """Check a config entry (unknown method or parameter, bad value) and fill its defaults.
+
+    Methods over training checkpoints get ``checkpoints`` = ``checkpoint_steps`` (the full model's
+    ``train.checkpoint_steps``) when they leave it empty, and may only name steps from it."""
     method = build(entry)
-    return {"method": entry["method"], **method.params}
+    params = dict(method.params)
+    if "checkpoints" in method.defaults and checkpoint_steps is not None:
+        available = sorted(checkpoint_steps)
+        if not params["checkpoints"]:
+            params["checkpoints"] = available
+        missing = sorted(set(params["checkpoints"]) - set(available))
+        if missing:
+            raise ValueError(f"checkpoints {missing} are not in train.checkpoint_steps {available}")
+        if not params["checkpoints"]:
+            raise ValueError("needs checkpoints of the full model: set train.checkpoint_steps")
+    return {"method": entry["method"], **params}
 
 
 __all__ = ["AttributionMethod", "REGISTRY", "build", "compute_scores", "expand", "method_class",
@@ -76,13 +96,11 @@ def compute_scores(method_id: str, entry: dict, query_set: str, inputs: dict,
                    scores_path) -> "np.ndarray":
     """Workflow stage: scores (Q, N) of one method on one query set, with a JSON sidecar of every
     parameter and the input paths (relative to the run folder) they came from."""
-    import os
     import time
 
     import numpy as np
 
-    from dabench import layout
-    from dabench.io import save_json, save_npy
+    from dabench.io import save_npy
 
     method = build(entry)
     tic = time.perf_counter()
@@ -90,7 +108,19 @@ def compute_scores(method_id: str, entry: dict, query_set: str, inputs: dict,
     if not np.all(np.isfinite(scores)):
         raise ValueError(f"method {method_id} produced non-finite scores on {query_set}")
     save_npy(scores_path, scores)
-    run_dir = layout.run_dir_of(scores_path, layout.scores(method_id, query_set))
+    _write_sidecar(scores_path, method_id, method, query_set, scores, tic, inputs)
+    return scores
+
+
+def _write_sidecar(scores_path, method_id, method, query_set, scores, tic, inputs) -> None:
+    import os
+    import time
+
+    from dabench import layout
+    from dabench.io import save_json
+
+    rel = layout.scores(method_id, query_set) if query_set != "self" else layout.self_influence(method_id)
+    run_dir = layout.run_dir_of(scores_path, rel)
     save_json(os.path.splitext(scores_path)[0] + ".json", {
         "method_id": method_id, "method": method.name, "label": method.label,
         "variant": method.variant, "params": method.params, "query_set": query_set,
@@ -98,4 +128,21 @@ def compute_scores(method_id: str, entry: dict, query_set: str, inputs: dict,
         "n_timesteps": getattr(method, "n_timesteps", None), **method.extra_metadata(),
         "inputs": {k: os.path.relpath(v, run_dir) for k, v in inputs.items()},
     })
-    return scores
+
+
+def compute_self_influence(method_id: str, entry: dict, inputs: dict, out_path) -> "np.ndarray":
+    """Workflow stage: self-influence (N,) of a method that defines it, with a JSON sidecar."""
+    import time
+
+    import numpy as np
+
+    from dabench.io import save_npy
+
+    method = build(entry)
+    tic = time.perf_counter()
+    values = np.asarray(method.self_influence(inputs), dtype=np.float32)
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"method {method_id} produced non-finite self-influence")
+    save_npy(out_path, values)
+    _write_sidecar(out_path, method_id, method, "self", values, tic, inputs)
+    return values

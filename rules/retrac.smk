@@ -1,0 +1,238 @@
+# Diffusion-ReTrac (Xie et al.; SPEC §6): the timestep-bias analyses on the full model's
+# checkpoints, targeted attribution over every method, and the outlier experiment — a run of its
+# own under results/<name>/outliers/ with the same layout, built by the same rules (use rule).
+
+
+def retrac_checkpoints(root):
+    return {s: f"{root}/{layout.checkpoint(s)}" for s in config["train"]["checkpoint_steps"]}
+
+
+def retrac_method(key):
+    return build_method(config["methods"][RETRAC[key]]) if RETRAC else None
+
+
+def replay_norms(wildcards=None):
+    method = retrac_method(0)
+    return {
+        f"replay_norms_{s}": run_path(layout.feature_norms(layout.checkpoint_name(s), method.train_spec.id, "train"))
+        for s in method.checkpoints
+    }
+
+
+def manipulation_inputs(wildcards=None):
+    """Inputs of both analysed methods on retrac.query_set, named "<i>:<name>", plus scores."""
+    qs = config["retrac"]["query_set"]
+    out = {}
+    for i, method_id in enumerate(RETRAC or ()):
+        method = build_method(config["methods"][method_id])
+        out.update({f"{i}:{k}": run_path(v) for k, v in method.inputs(qs).items()})
+        out[f"{i}:scores"] = run_path(layout.scores(method_id, qs))
+    return out
+
+
+rule retrac_norm_analyses:
+    input:
+        unpack(replay_norms),
+        unpack(manipulation_inputs),
+        train=run_path(layout.TRAIN_DATA),
+        training_log=run_path(layout.TRAINING_LOG),
+        checkpoints=list(retrac_checkpoints(RUN).values()),
+    output:
+        norms=run_path("tables/retrac_norms.csv"),
+        norms_tex=run_path("tables/retrac_norms.tex"),
+        single_example=run_path("tables/retrac_single_example.csv"),
+        single_example_tex=run_path("tables/retrac_single_example.tex"),
+        correlation=run_path("tables/retrac_correlation.csv"),
+        correlation_tex=run_path("tables/retrac_correlation.tex"),
+        correlation_points=run_path("tables/retrac_correlation_points.csv"),
+        manipulation=run_path("tables/retrac_manipulation.csv"),
+        manipulation_tex=run_path("tables/retrac_manipulation.tex"),
+        manipulation_points=run_path("tables/retrac_manipulation_points.csv"),
+    params:
+        checkpoints=retrac_checkpoints(RUN),
+        methods=lambda wc: {m: config["methods"][m] for m in RETRAC},
+        model=config["model"],
+        retrac=config["retrac"],
+        seed=config["seed"],
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    log:
+        log_path("retrac_norm_analyses"),
+    benchmark:
+        bench_path("retrac_norm_analyses")
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/retrac_norm_analyses.py"
+
+
+rule retrac_targeted:
+    input:
+        scores=[run_path(layout.scores(m, qs)) for m in METHOD_IDS for qs in QUERY_SETS],
+    output:
+        csv=run_path("tables/retrac_targeted.csv"),
+        tex=run_path("tables/retrac_targeted.tex"),
+    params:
+        score_keys=[(m, qs) for m in METHOD_IDS for qs in QUERY_SETS],
+        methods={m: config["methods"][m] for m in METHOD_IDS},
+        ks=config["retrac"]["targeted_k"],
+    log:
+        log_path("retrac_targeted"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/retrac_targeted.py"
+
+
+def retrac_figure_inputs(wildcards=None):
+    names = ["norms", "single_example", "correlation", "correlation_points", "manipulation",
+             "manipulation_points", "targeted"]
+    if OUTLIER_DATA:
+        names += ["outliers", "source_tracing"]
+    return {n: run_path(f"tables/retrac_{n}.csv") for n in names}
+
+
+rule plot_retrac:
+    input:
+        unpack(retrac_figure_inputs),
+    output:
+        [run_path(f"figures/retrac_{n}.{ext}") for n in
+         ["norms", "single_example", "correlation", "manipulation", "targeted"]
+         + (["outliers", "source_tracing"] if OUTLIER_DATA else []) for ext in ("pdf", "png")],
+    log:
+        log_path("plot_retrac"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/plot_retrac.py"
+
+
+# ---- The outlier experiment: its own dataset and model, same rules, paths under OUT ------------
+
+
+use rule prepare_dataset as prepare_outlier_dataset with:
+    output:
+        train=out_path(layout.TRAIN_DATA),
+        validation=out_path(layout.VALIDATION_DATA),
+        info=out_path(layout.DATASET_INFO),
+        train_index=out_path("subsets/train.txt"),
+        validation_index=out_path("subsets/validation.txt"),
+    params:
+        data=OUTLIER_DATA,
+        seed=config["seed"],
+    log:
+        log_path("outliers/prepare_dataset"),
+
+
+use rule train_full_model as train_outlier_model with:
+    input:
+        train=out_path(layout.TRAIN_DATA),
+    output:
+        model=out_path(layout.FULL_MODEL),
+        sidecar=out_path("models/full/model.json"),
+        training_log=out_path(layout.TRAINING_LOG),
+        checkpoints=[out_path(layout.checkpoint(s)) for s in config["train"]["checkpoint_steps"]],
+    params:
+        checkpoint_dir=out_path(layout.FULL_MODEL_CHECKPOINTS),
+        model=config["model"],
+        recipe=dabench_config.training_recipe(config, "train"),
+        seed=config["seed"],
+        resume=out_path("partial/full_model/resume.safetensors"),
+    log:
+        log_path("outliers/train_full_model"),
+    benchmark:
+        out_path("benchmarks/train_full_model.tsv")
+
+
+use rule featurize as featurize_outliers with:
+    input:
+        model=model_input(OUT),
+        images=[out_path(layout.split_file(s)) for s in ("train", "validation")],
+    output:
+        features=[out_path(f"features/{{model}}/{{feature_id}}/{s}.npy") for s in ("train", "validation")],
+        sidecars=[out_path(f"features/{{model}}/{{feature_id}}/{s}.json") for s in ("train", "validation")],
+        norms=[out_path(f"features/{{model}}/{{feature_id}}/{s}.norms.npy") for s in ("train", "validation")],
+    params:
+        model=config["model"],
+        splits=["train", "validation"],
+        seed=config["seed"],
+        training_log=None,
+    log:
+        log_path("outliers/featurize/{model}_{feature_id}"),
+    benchmark:
+        out_path("benchmarks/featurize/{model}_{feature_id}.tsv")
+
+
+use rule featurize_replay as featurize_replay_outliers with:
+    input:
+        model=model_input(OUT),
+        images=[out_path(layout.TRAIN_DATA)],
+        training_log=out_path(layout.TRAINING_LOG),
+    output:
+        features=[out_path("features/{model}/{feature_id}/train.npy")],
+        sidecars=[out_path("features/{model}/{feature_id}/train.json")],
+        norms=[out_path("features/{model}/{feature_id}/train.norms.npy")],
+    params:
+        model=config["model"],
+        splits=["train"],
+        seed=config["seed"],
+        training_log=out_path(layout.TRAINING_LOG),
+    log:
+        log_path("outliers/featurize/{model}_{feature_id}"),
+    benchmark:
+        out_path("benchmarks/featurize/{model}_{feature_id}.tsv")
+
+
+use rule compute_scores as compute_outlier_scores with:
+    input:
+        unpack(outlier_method_inputs),
+    output:
+        scores=[out_path("scores/{method_id}/validation.npy")],
+        sidecars=[out_path("scores/{method_id}/validation.json")],
+    wildcard_constraints:
+        method_id="|".join(map(re.escape, CHECKPOINT_METHODS)) or "NO_METHOD",
+    params:
+        method=lambda wc: config["methods"][wc.method_id],
+        query_sets=["validation"],
+    log:
+        log_path("outliers/compute_scores/{method_id}"),
+    benchmark:
+        out_path("benchmarks/compute_scores/{method_id}.tsv")
+
+
+use rule compute_self_influence as compute_outlier_self_influence with:
+    input:
+        unpack(self_influence_inputs(OUT)),
+    output:
+        values=out_path("scores/{method_id}/self.npy"),
+        sidecar=out_path("scores/{method_id}/self.json"),
+    log:
+        log_path("outliers/compute_self_influence/{method_id}"),
+
+
+rule retrac_outlier_tables:
+    input:
+        self_influence=[out_path(layout.self_influence(m)) for m in SELF_INFLUENCE_METHODS],
+        scores=[out_path(layout.scores(m, "validation")) for m in CHECKPOINT_METHODS],
+        train=out_path(layout.TRAIN_DATA),
+        validation=out_path(layout.VALIDATION_DATA),
+        info=out_path(layout.DATASET_INFO),
+    output:
+        outliers=run_path("tables/retrac_outliers.csv"),
+        outliers_tex=run_path("tables/retrac_outliers.tex"),
+        source_tracing=run_path("tables/retrac_source_tracing.csv"),
+        source_tracing_tex=run_path("tables/retrac_source_tracing.tex"),
+    params:
+        self_methods=SELF_INFLUENCE_METHODS,
+        score_methods=CHECKPOINT_METHODS,
+        methods={m: config["methods"][m] for m in CHECKPOINT_METHODS},
+        outliers=config["retrac"]["outliers"],
+    log:
+        log_path("retrac_outlier_tables"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/retrac_outlier_tables.py"

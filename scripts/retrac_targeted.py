@@ -1,0 +1,7 @@
+"""Snakemake adapter: targeted attribution (distinct top-k proportion) for every method."""
+from dabench.retrac import write_targeted
+from dabench.runtime import job
+
+with job(snakemake) as smk:
+    paths = {tuple(key): path for key, path in zip(smk.params.score_keys, smk.input.scores)}
+    write_targeted(smk.params.methods, paths, smk.params.ks, smk.output.csv, smk.output.tex)
