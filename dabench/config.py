@@ -165,10 +165,12 @@ def checkpoint_method_ids(config: dict) -> list[str]:
 
 def outlier_data_config(config: dict) -> dict | None:
     """The data section of the outlier experiment (data + retrac.outliers.data), validated; None
-    when the experiment does not run."""
+    when no separate experiment runs — the analyses are off, retrac.outliers.enabled is false, or
+    the run's own data has outliers (then the run itself is the outlier experiment)."""
     import jsonschema
 
-    if retrac_methods(config) is None or not config["retrac"]["outliers"]["enabled"]:
+    if (retrac_methods(config) is None or not config["retrac"]["outliers"]["enabled"]
+            or config["data"].get("outliers")):
         return None
     base = {k: v for k, v in config["data"].items() if k != "outliers"}
     data = deep_update(copy.deepcopy(base), copy.deepcopy(config["retrac"]["outliers"]["data"]))

@@ -5,8 +5,8 @@ stages that turn checkpoints, features and scores into tidy tables:
 
 - :func:`norm_vs_timestep`: each training example's exact gradient norm at its logged training
   timestep, per checkpoint (paper Figure 1);
-- :func:`timestep_norms`: gradient norms over a timestep grid — their mean over examples gives
-  t_max (Definition 1), one example's curve is Figure 3;
+- :func:`timestep_norms`: gradient norms over timesteps — their mean over examples on a grid
+  gives t_max (Definition 1); one example's curve over all T timesteps is Figure 3;
 - :func:`correlation`: Algorithm 1 — Spearman between |t_i − t_max| and the rank of x_i's norm
   among all training examples, plus a linear fit (slope, p-value);
 - :func:`rank_rise`: timestep manipulation — how far an uninfluential example's |score| rank
@@ -167,8 +167,12 @@ def norm_analyses(checkpoints: dict, model_cfg: dict, train_path, training_log_p
                                         "curve": f"mean of {len(probe)} examples", "example": -1,
                                         "training_timestep": -1}))
         if step in shown:
+            # One example across every timestep 0 … T-1, with its training noise.
             ex = int(probe[0])
-            curve_rows.append(pd.DataFrame({"checkpoint": step, "timestep": grid, "norm": curves[0],
+            every = np.arange(T)
+            curve = timestep_norms(unet, scheduler, images[[ex]], every,
+                                   replay["noise_seed"][[ex]])[0]
+            curve_rows.append(pd.DataFrame({"checkpoint": step, "timestep": every, "norm": curve,
                                             "curve": "one example", "example": ex,
                                             "training_timestep": int(replay["timestep"][ex])}))
         distance = np.abs(replay["timestep"][sample] - t_max[step])

@@ -35,6 +35,10 @@ CHECKPOINT_METHODS = checkpoint_method_ids(config)
 SELF_INFLUENCE_METHODS = [m for m in CHECKPOINT_METHODS if build_method(config["methods"][m]).has_self_influence]
 OUTLIER_DATA = outlier_data_config(config)
 OUT = f"{RUN}/{layout.OUTLIER_RUN}"
+# Where outlier detection and source tracing read from: this run when its data has outliers
+# (e.g. configs/paper/outliers.yaml), else the separate outlier experiment.
+OUTLIER_ROOT = RUN if config["data"]["outliers"] else OUT
+OUTLIER_TABLES = bool(RETRAC) and bool(config["data"]["outliers"] or OUTLIER_DATA)
 if RETRAC and config["retrac"]["query_set"] not in QUERY_SETS:
     raise WorkflowError(
         f"config key retrac.query_set: {config['retrac']['query_set']!r} is not one of "
@@ -119,7 +123,7 @@ def retrac_outputs():
         return []
     names = ["retrac_norms", "retrac_single_example", "retrac_correlation",
              "retrac_manipulation", "retrac_targeted"]
-    if OUTLIER_DATA:
+    if OUTLIER_TABLES:
         names += ["retrac_outliers", "retrac_source_tracing"]
     tables = [run_path(f"tables/{n}.{ext}") for n in names for ext in ("csv", "tex")]
     figures = [run_path(f"figures/{n}.{ext}") for n in names for ext in ("pdf", "png")]

@@ -52,7 +52,8 @@ rule retrac_norm_analyses:
         checkpoints=retrac_checkpoints(RUN),
         methods=lambda wc: {m: config["methods"][m] for m in RETRAC},
         model=config["model"],
-        retrac=config["retrac"],
+        # Only the keys this job uses: the outlier and targeted settings do not rerun it.
+        retrac={k: v for k, v in config["retrac"].items() if k not in ("outliers", "targeted_k")},
         seed=config["seed"],
     threads: 2
     resources:
@@ -90,7 +91,7 @@ rule retrac_targeted:
 def retrac_figure_inputs(wildcards=None):
     names = ["norms", "single_example", "correlation", "correlation_points", "manipulation",
              "manipulation_points", "targeted"]
-    if OUTLIER_DATA:
+    if OUTLIER_TABLES:
         names += ["outliers", "source_tracing"]
     return {n: run_path(f"tables/retrac_{n}.csv") for n in names}
 
@@ -101,7 +102,7 @@ rule plot_retrac:
     output:
         [run_path(f"figures/retrac_{n}.{ext}") for n in
          ["norms", "single_example", "correlation", "manipulation", "targeted"]
-         + (["outliers", "source_tracing"] if OUTLIER_DATA else []) for ext in ("pdf", "png")],
+         + (["outliers", "source_tracing"] if OUTLIER_TABLES else []) for ext in ("pdf", "png")],
     log:
         log_path("plot_retrac"),
     conda:
@@ -215,11 +216,11 @@ use rule compute_self_influence as compute_outlier_self_influence with:
 
 rule retrac_outlier_tables:
     input:
-        self_influence=[out_path(layout.self_influence(m)) for m in SELF_INFLUENCE_METHODS],
-        scores=[out_path(layout.scores(m, "validation")) for m in CHECKPOINT_METHODS],
-        train=out_path(layout.TRAIN_DATA),
-        validation=out_path(layout.VALIDATION_DATA),
-        info=out_path(layout.DATASET_INFO),
+        self_influence=[f"{OUTLIER_ROOT}/{layout.self_influence(m)}" for m in SELF_INFLUENCE_METHODS],
+        scores=[f"{OUTLIER_ROOT}/{layout.scores(m, 'validation')}" for m in CHECKPOINT_METHODS],
+        train=f"{OUTLIER_ROOT}/{layout.TRAIN_DATA}",
+        validation=f"{OUTLIER_ROOT}/{layout.VALIDATION_DATA}",
+        info=f"{OUTLIER_ROOT}/{layout.DATASET_INFO}",
     output:
         outliers=run_path("tables/retrac_outliers.csv"),
         outliers_tex=run_path("tables/retrac_outliers.tex"),

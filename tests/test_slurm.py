@@ -20,7 +20,9 @@ import pytest
 pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER = REPO / "scripts" / "slurm" / "local_cluster.sh"
-GPU_RULES = {"train_full_model", "generate_samples", "train_lds_models", "featurize"}
+GPU_RULES = {"train_full_model", "generate_samples", "train_lds_models", "featurize",
+             "featurize_replay", "retrac_norm_analyses", "train_outlier_model",
+             "featurize_outliers", "featurize_replay_outliers"}
 
 
 def _cluster_available() -> str | None:
@@ -100,8 +102,10 @@ def test_ci_workflow_through_slurm(cluster, tmp_path):
     ours = jobs.dropna(subset=["rule"])
     # Every non-local rule ran as a SLURM job and finished; local rules never went there.
     assert {"prepare_dataset", "train_full_model", "generate_samples", "train_lds_models",
-            "featurize", "compute_scores"} <= set(ours["rule"])
-    assert not {"make_lds_table", "plot_lds", "evaluate_lds", "collect_lds_outputs"} & set(ours["rule"])
+            "featurize", "compute_scores", "featurize_replay", "compute_self_influence",
+            "retrac_norm_analyses", "train_outlier_model", "compute_outlier_scores"} <= set(ours["rule"])
+    assert not {"make_lds_table", "plot_lds", "evaluate_lds", "collect_lds_outputs",
+                "retrac_targeted", "retrac_outlier_tables", "plot_retrac"} & set(ours["rule"])
     # GPU rules asked SLURM for a GPU; the others did not.
     for _, job in ours.iterrows():
         assert ("gres/gpu=1" in job["tres"]) == (job["rule"] in GPU_RULES), job.to_dict()

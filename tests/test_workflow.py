@@ -84,7 +84,8 @@ def test_outputs_follow_the_results_contract(ci_run):
     assert {"method", "variant", "query_set", "n_timesteps", "lds", "ci_low", "ci_high",
             "n_queries", "n_subsets"} <= set(df.columns)
     assert set(df["method"]) == {"Raw pixel", "Retraining ceiling", "Gradient", "TRAK", "D-TRAK",
-                                 "Relative IF", "Renormalized IF"}
+                                 "Relative IF", "Renormalized IF", "TracInCP", "GAS",
+                                 "Diffusion-TracIn", "Diffusion-ReTrac"}
     assert len(df) == 2 * (len(cfg["methods"]) + 1) and (df["n_subsets"] == m_test).all()
     dtrak = df[df["method"] == "D-TRAK"]
     assert set(dtrak["variant"].str.split(",").str[0]) == {
@@ -111,6 +112,62 @@ def test_outputs_follow_the_results_contract(ci_run):
     assert (abl["query_set"] == "validation").all()
     assert set(abl[abl["axis"] == "projection"]["value"]) == {"sparse", "gaussian"}
     assert any((ci_run / "benchmarks").rglob("*.tsv"))
+
+
+def test_retrac_outputs_and_the_outlier_run(ci_run):
+    """Checkpoint features, replayed training gradients, self-influence, the ReTrac tables and
+    figures, and the outlier experiment's own run folder with the same layout."""
+    from dabench import config, io
+
+    cfg = config.load(REPO / "configs" / "ci.yaml")
+    n = cfg["data"]["n_train"]
+    for step in cfg["train"]["checkpoint_steps"]:
+        side = json.loads((ci_run / f"features/step{step:06d}/loss_replay_e1_none/train.json").read_text())
+        assert side["timesteps"] == "replay" and side["model_step"] == step
+        assert side["training_log"] == "models/full/training_log.npz"
+        norms = np.load(ci_run / f"features/step{step:06d}/loss_replay_e1_none/train.norms.npy")
+        assert norms.shape == (n,) and (norms > 0).all()
+        assert (ci_run / f"features/step{step:06d}/loss_K3u_e1_none_unit/generation.npy").exists()
+    for m in ("tracincp", "diffusion-tracin", "diffusion-retrac"):
+        values = np.load(ci_run / f"scores/{m}/self.npy")
+        assert values.shape == (n,) and np.isfinite(values).all()
+    assert not (ci_run / "scores/gas/self.npy").exists()
+    corr = pd.read_csv(ci_run / "tables/retrac_correlation.csv")
+    assert list(corr["checkpoint"]) == cfg["train"]["checkpoint_steps"]
+    assert corr["spearman"].between(-1, 1).all() and (corr["n"] == cfg["retrac"]["n_correlation"]).all()
+    norms = pd.read_csv(ci_run / "tables/retrac_norms.csv")
+    assert len(norms) == n * len(cfg["train"]["checkpoint_steps"])
+    log = io.load_npz(ci_run / "models/full/training_log.npz")
+    # The logged timestep of example 0 at the first checkpoint, straight from the training log.
+    first = cfg["train"]["checkpoint_steps"][0]
+    s, p = max((s, p) for s in range(first) for p in range(log["indices"].shape[1])
+               if log["indices"][s, p] == 0)
+    row = norms[(norms.checkpoint == first) & (norms.example == 0)].iloc[0]
+    assert row["timestep"] == log["timesteps"][s, p] and row["trained_at_step"] == s
+    manip = pd.read_csv(ci_run / "tables/retrac_manipulation.csv")
+    assert set(manip["method"]) == {"Diffusion-TracIn", "Diffusion-ReTrac"}
+    assert (manip["n_examples"] == n // 2).all()
+    targeted = pd.read_csv(ci_run / "tables/retrac_targeted.csv")
+    assert set(targeted["method_id"]) == set(cfg["methods"])
+    assert targeted["distinct"].between(0, 1).all()
+    # The outlier experiment: its own data (origin marks the outliers), model, scores.
+    out = ci_run / "outliers"
+    data = io.load_npz(out / "data/train.npz")
+    o = cfg["retrac"]["outliers"]["data"]
+    assert len(data["origin"]) == o["n_train"] + o["outliers"]["n"]
+    assert data["origin"].sum() == o["outliers"]["n"]
+    assert io.load_npz(out / "data/validation.npz")["origin"].sum() == o["outliers"]["n_validation"]
+    assert (out / "models/full/model.safetensors").exists()
+    assert np.load(out / "scores/diffusion-retrac/self.npy").shape == (len(data["origin"]),)
+    det = pd.read_csv(ci_run / "tables/retrac_outliers.csv")
+    assert set(det["top"]) == {2, 4, 6} and det["outlier_share"].between(0, 1).all()
+    tracing = pd.read_csv(ci_run / "tables/retrac_source_tracing.csv")
+    assert set(tracing["origin"]) == {0, 1}
+    for name in ("norms", "single_example", "correlation", "manipulation", "targeted",
+                 "outliers", "source_tracing"):
+        assert "\\toprule" in (ci_run / f"tables/retrac_{name}.tex").read_text()
+        for ext in ("pdf", "png"):
+            assert (ci_run / f"figures/retrac_{name}.{ext}").stat().st_size > 1000
 
 
 def test_lds_recomputed_from_files_matches_the_table(ci_run):
@@ -183,7 +240,8 @@ def test_changing_a_method_parameter_reruns_only_its_scores_tables_and_figures(c
     ci_config["methods"]["trak"]["lambdas"] = [0.001, 0.1]
     plan = _planned(ci_run.parent.parent, ci_config)
     assert plan == {"compute_scores": 1, "evaluate_lds": 1, "make_lds_table": 1, "plot_lds": 1,
-                    "make_ablation_tables": 1, "plot_ablations": 1, "all": 1}
+                    "make_ablation_tables": 1, "plot_ablations": 1, "retrac_targeted": 1,
+                    "plot_retrac": 1, "all": 1}
 
 
 def test_adding_a_method_runs_only_its_jobs(ci_run, ci_config):
@@ -191,8 +249,15 @@ def test_adding_a_method_runs_only_its_jobs(ci_run, ci_config):
                                      "n_timesteps": 3, "k": 256, "schedule": "cumulative"}
     plan = _planned(ci_run.parent.parent, ci_config)
     # New features (loss, cumulative timesteps), its scores and evaluation, the LDS table and figure.
+    # (Targeted attribution covers every method, so its table and figure follow.)
     assert plan == {"featurize": 1, "compute_scores": 1, "evaluate_lds": 1, "make_lds_table": 1,
-                    "plot_lds": 1, "all": 1}
+                    "plot_lds": 1, "retrac_targeted": 1, "plot_retrac": 1, "all": 1}
+
+
+def test_changing_an_outlier_setting_reruns_only_the_outlier_table(ci_run, ci_config):
+    ci_config["retrac"]["outliers"]["top"] = [1.0, 2.0]
+    assert _planned(ci_run.parent.parent, ci_config) == {
+        "retrac_outlier_tables": 1, "plot_retrac": 1, "all": 1}
 
 
 def test_changing_the_model_reruns_training_and_everything_after(ci_run, ci_config):
@@ -200,8 +265,12 @@ def test_changing_the_model_reruns_training_and_everything_after(ci_run, ci_conf
     plan = _planned(ci_run.parent.parent, ci_config)
     assert "prepare_dataset" not in plan and "draw_lds_subsets" not in plan
     assert plan["train_full_model"] == 1 and plan["generate_samples"] == 1
-    assert plan["train_lds_models"] == 3 and plan["featurize"] == 11
-    assert plan["compute_scores"] == 18 and plan["make_lds_table"] == 1
+    assert plan["train_lds_models"] == 3 and plan["make_lds_table"] == 1
+    # 11 feature sets of the full model + 2 per checkpoint (K-timestep, unit) + 1 replayed.
+    assert plan["featurize"] == 17 and plan["featurize_replay"] == 3
+    assert plan["compute_scores"] == 22 and plan["retrac_norm_analyses"] == 1
+    # The outlier experiment shares the model section, so its model is retrained too.
+    assert plan["train_outlier_model"] == 1 and "prepare_outlier_dataset" not in plan
 
 
 def test_a_killed_retrain_job_resumes_with_the_same_result(ci_run, tmp_path):
