@@ -164,8 +164,12 @@ def shade(family: str, j: int, n: int) -> str:
     import matplotlib.colors as mc
 
     rgb = np.array(mc.to_rgb(colour(family)))
-    mix = 0.0 if n <= 1 else 0.6 * j / (n - 1)
-    return mc.to_hex(rgb + (1 - rgb) * mix)
+    if n <= 1:
+        return mc.to_hex(rgb)
+    # From a darker tone (j = 0) to a lighter one (j = n-1), the family colour in between.
+    mix = -0.35 + 0.8 * j / (n - 1)
+    out = rgb * (1 + mix) if mix < 0 else rgb + (1 - rgb) * mix
+    return mc.to_hex(np.clip(out, 0, 1))
 
 
 def _checkpoint_panels(plt, n, height=1.7):
@@ -255,7 +259,7 @@ def plot_retrac_manipulation(points, pdf_path, png_path):
                              sharey=True)
     for j, (ax, m) in enumerate(zip(axes[0], methods)):
         sub = points[points["method"] == m]
-        ax.scatter(sub["rank_before"], sub["rank_after"], s=3, alpha=0.5, lw=0,
+        ax.scatter(sub["rank_before"], sub["rank_after"], s=5, alpha=0.7, lw=0,
                    color=shade("tracin", j, len(methods)))
         top = max(points["rank_before"].max(), points["rank_after"].max())
         ax.plot([1, top], [1, top], color=colour("reference"), lw=0.6, ls="--")
@@ -288,13 +292,20 @@ def _grouped_bars(ax, df, x_key, y_key, hue_key, families, baseline=None):
     ax.set_xticks(range(len(xs)), [str(x) for x in xs])
 
 
-def plot_retrac_targeted(df, pdf_path, png_path):
+def plot_retrac_targeted(df, pdf_path, png_path, lds=None):
     """Table 1 as a figure: distinct proportion among the top-k of all queries, per method (the
-    checkpoint methods and the first method of every other family)."""
+    checkpoint methods, and of every other family its method with the best LDS — or its first
+    method when no LDS table is given)."""
     plt = style()
     keep = set(df.loc[df["family"] == "tracin", "method_id"])
-    for _, first in df[df["family"] != "tracin"].groupby("family")["method_id"]:
-        keep.add(sorted(first)[0])
+    others = df[df["family"] != "tracin"]
+    if lds is not None and len(lds):
+        best = (lds[lds["method_id"].isin(set(others["method_id"]))]
+                .groupby("method_id")["lds"].mean().rename("lds").reset_index()
+                .merge(others[["method_id", "family"]].drop_duplicates(), on="method_id"))
+        keep |= set(best.loc[best.groupby("family")["lds"].idxmax(), "method_id"])
+    else:
+        keep |= {sorted(ids)[0] for _, ids in others.groupby("family")["method_id"]}
     df = df[df["method_id"].isin(keep)].copy()
     df["name"] = df["method"] + np.where(df["family"] == "tracin", "", " (" + df["variant"] + ")")
     families = dict(zip(df["name"], df["family"]))
@@ -360,7 +371,7 @@ def write_retrac_figures(tables: dict, figures: dict) -> None:
         "correlation": lambda f: plot_retrac_correlation(read["correlation_points"],
                                                          read["correlation"], *f),
         "manipulation": lambda f: plot_retrac_manipulation(read["manipulation_points"], *f),
-        "targeted": lambda f: plot_retrac_targeted(read["targeted"], *f),
+        "targeted": lambda f: plot_retrac_targeted(read["targeted"], *f, lds=read.get("lds")),
         "outliers": lambda f: plot_retrac_outliers(read["outliers"], *f),
         "source_tracing": lambda f: plot_retrac_source_tracing(read["source_tracing"], *f),
     }
