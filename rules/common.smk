@@ -130,6 +130,40 @@ def retrac_outputs():
     return tables + figures
 
 
+def retrac_checkpoints(root):
+    return {s: f"{root}/{layout.checkpoint(s)}" for s in config["train"]["checkpoint_steps"]}
+
+
+def replay_norms(wildcards=None):
+    """Exact norms of the analysed Diffusion-TracIn's replayed training gradients, per checkpoint."""
+    method = build_method(config["methods"][RETRAC[0]])
+    return {
+        f"replay_norms_{s}": run_path(
+            layout.feature_norms(layout.checkpoint_name(s), method.train_spec.id, "train"))
+        for s in method.checkpoints
+    }
+
+
+def manipulation_inputs(wildcards=None):
+    """Inputs of both analysed methods on retrac.query_set, named "<i>:<name>", plus scores."""
+    qs = config["retrac"]["query_set"]
+    out = {}
+    for i, method_id in enumerate(RETRAC or ()):
+        method = build_method(config["methods"][method_id])
+        out.update({f"{i}:{k}": run_path(v) for k, v in method.inputs(qs).items()})
+        out[f"{i}:scores"] = run_path(layout.scores(method_id, qs))
+    return out
+
+
+def retrac_figure_inputs(wildcards=None):
+    names = ["norms", "single_example", "correlation", "correlation_points", "manipulation",
+             "manipulation_points", "targeted"]
+    if OUTLIER_TABLES:
+        names += ["outliers", "source_tracing"]
+    # The LDS table picks each family's best method for the targeted-attribution figure.
+    return {**{n: run_path(f"tables/retrac_{n}.csv") for n in names}, "lds": run_path(layout.LDS_TABLE)}
+
+
 def lds_records(wildcards=None):
     records = [run_path(layout.lds_result(m, qs)) for m in METHOD_IDS for qs in QUERY_SETS]
     if config["lds"]["test"]["n_seeds"] >= 2:

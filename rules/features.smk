@@ -17,7 +17,6 @@ rule featurize:
         model=config["model"],
         splits=["train"] + QUERY_SETS,
         seed=config["seed"],
-        training_log=None,
     threads: 1
     resources:
         gpu=1,
@@ -51,4 +50,3 @@ use rule featurize as featurize_replay with:
         model=config["model"],
         splits=["train"],
         seed=config["seed"],
-        training_log=run_path(layout.TRAINING_LOG),

@@ -3,33 +3,6 @@
 # own under results/<name>/outliers/ with the same layout, built by the same rules (use rule).
 
 
-def retrac_checkpoints(root):
-    return {s: f"{root}/{layout.checkpoint(s)}" for s in config["train"]["checkpoint_steps"]}
-
-
-def retrac_method(key):
-    return build_method(config["methods"][RETRAC[key]]) if RETRAC else None
-
-
-def replay_norms(wildcards=None):
-    method = retrac_method(0)
-    return {
-        f"replay_norms_{s}": run_path(layout.feature_norms(layout.checkpoint_name(s), method.train_spec.id, "train"))
-        for s in method.checkpoints
-    }
-
-
-def manipulation_inputs(wildcards=None):
-    """Inputs of both analysed methods on retrac.query_set, named "<i>:<name>", plus scores."""
-    qs = config["retrac"]["query_set"]
-    out = {}
-    for i, method_id in enumerate(RETRAC or ()):
-        method = build_method(config["methods"][method_id])
-        out.update({f"{i}:{k}": run_path(v) for k, v in method.inputs(qs).items()})
-        out[f"{i}:scores"] = run_path(layout.scores(method_id, qs))
-    return out
-
-
 rule retrac_norm_analyses:
     input:
         unpack(replay_norms),
@@ -88,15 +61,6 @@ rule retrac_targeted:
         "../scripts/retrac_targeted.py"
 
 
-def retrac_figure_inputs(wildcards=None):
-    names = ["norms", "single_example", "correlation", "correlation_points", "manipulation",
-             "manipulation_points", "targeted"]
-    if OUTLIER_TABLES:
-        names += ["outliers", "source_tracing"]
-    # The LDS table picks each family's best method for the targeted-attribution figure.
-    return {**{n: run_path(f"tables/retrac_{n}.csv") for n in names}, "lds": run_path(layout.LDS_TABLE)}
-
-
 rule plot_retrac:
     input:
         unpack(retrac_figure_inputs),
@@ -138,7 +102,6 @@ use rule train_full_model as train_outlier_model with:
         training_log=out_path(layout.TRAINING_LOG),
         checkpoints=[out_path(layout.checkpoint(s)) for s in config["train"]["checkpoint_steps"]],
     params:
-        checkpoint_dir=out_path(layout.FULL_MODEL_CHECKPOINTS),
         model=config["model"],
         recipe=dabench_config.training_recipe(config, "train"),
         seed=config["seed"],
@@ -161,7 +124,6 @@ use rule featurize as featurize_outliers with:
         model=config["model"],
         splits=["train", "validation"],
         seed=config["seed"],
-        training_log=None,
     log:
         log_path("outliers/featurize/{model}_{feature_id}"),
     benchmark:
@@ -181,7 +143,6 @@ use rule featurize_replay as featurize_replay_outliers with:
         model=config["model"],
         splits=["train"],
         seed=config["seed"],
-        training_log=out_path(layout.TRAINING_LOG),
     log:
         log_path("outliers/featurize/{model}_{feature_id}"),
     benchmark:

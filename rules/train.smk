@@ -7,7 +7,6 @@ rule train_full_model:
         training_log=run_path(layout.TRAINING_LOG),
         checkpoints=[run_path(layout.checkpoint(s)) for s in config["train"]["checkpoint_steps"]],
     params:
-        checkpoint_dir=run_path(layout.FULL_MODEL_CHECKPOINTS),
         model=config["model"],
         recipe=dabench_config.training_recipe(config, "train"),
         seed=config["seed"],
