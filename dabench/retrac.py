@@ -258,8 +258,10 @@ def manipulation(methods: dict, method_inputs: dict, checkpoints: dict, model_cf
     return pd.DataFrame(summary), pd.concat(points, ignore_index=True)
 
 
-def targeted_table(entries: dict, score_paths: dict, ks: list[int]) -> pd.DataFrame:
-    """Targeted attribution (Table 1) for every method: ``score_paths[(id, query_set)]``."""
+def targeted_table(entries: dict, score_paths: dict, ks: list[int], n_queries: int | None = None,
+                   seed: int = 0) -> pd.DataFrame:
+    """Targeted attribution (Table 1) for every method: ``score_paths[(id, query_set)]``; the
+    same ``n_queries`` random queries (seeded, per query set) for every method."""
     from dabench.io import load_npy
     from dabench.methods import build
 
@@ -267,10 +269,16 @@ def targeted_table(entries: dict, score_paths: dict, ks: list[int]) -> pd.DataFr
     for (method_id, qs), path in sorted(score_paths.items()):
         method = build(entries[method_id])
         scores = load_npy(path)
+        q, n = scores.shape
+        if n_queries is not None and n_queries < q:
+            rng = np.random.default_rng(derive_seed(seed, "retrac-targeted", qs))
+            scores = scores[np.sort(rng.choice(q, size=n_queries, replace=False))]
         for k in ks:
+            k = min(k, n)
             rows.append({"method_id": method_id, "method": method.label, "variant": method.variant,
-                         "family": method.family, "query_set": qs, "k": min(k, scores.shape[1]),
-                         "distinct": distinct_proportion(scores, k), "n_queries": scores.shape[0]})
+                         "family": method.family, "query_set": qs, "k": k,
+                         "distinct": distinct_proportion(scores, k), "n_queries": len(scores),
+                         "max_possible": min(1.0, n / (len(scores) * k))})
     return pd.DataFrame(rows)
 
 
@@ -394,10 +402,11 @@ def write_norm_analyses(checkpoints: dict, model_cfg: dict, train_path, training
     return tables
 
 
-def write_targeted(entries: dict, score_paths: dict, ks: list[int], csv_path, tex_path) -> pd.DataFrame:
+def write_targeted(entries: dict, score_paths: dict, ks: list[int], n_queries: int | None,
+                   seed: int, csv_path, tex_path) -> pd.DataFrame:
     from dabench.tables import simple_latex
 
-    df = targeted_table(entries, score_paths, ks)
+    df = targeted_table(entries, score_paths, ks, n_queries, seed)
     wide = df.pivot_table(index=["method", "variant", "query_set"], columns="k", values="distinct",
                           sort=False).reset_index()
     wide.columns = [f"top{c}" if isinstance(c, (int, np.integer)) else c for c in wide.columns]

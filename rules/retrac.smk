@@ -26,7 +26,7 @@ rule retrac_norm_analyses:
         methods=lambda wc: {m: config["methods"][m] for m in RETRAC},
         model=config["model"],
         # Only the keys this job uses: the outlier and targeted settings do not rerun it.
-        retrac={k: v for k, v in config["retrac"].items() if k not in ("outliers", "targeted_k")},
+        retrac={k: v for k, v in config["retrac"].items() if k not in ("outliers", "targeted_k", "targeted_queries")},
         seed=config["seed"],
     threads: 2
     resources:
@@ -53,6 +53,8 @@ rule retrac_targeted:
         score_keys=[(m, qs) for m in METHOD_IDS for qs in QUERY_SETS],
         methods={m: config["methods"][m] for m in METHOD_IDS},
         ks=config["retrac"]["targeted_k"],
+        n_queries=config["retrac"]["targeted_queries"],
+        seed=config["seed"],
     log:
         log_path("retrac_targeted"),
     conda:

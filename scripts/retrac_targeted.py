@@ -4,4 +4,5 @@ from dabench.runtime import job
 
 with job(snakemake) as smk:
     paths = {tuple(key): path for key, path in zip(smk.params.score_keys, smk.input.scores)}
-    write_targeted(smk.params.methods, paths, smk.params.ks, smk.output.csv, smk.output.tex)
+    write_targeted(smk.params.methods, paths, smk.params.ks, smk.params.n_queries,
+                   smk.params.seed, smk.output.csv, smk.output.tex)

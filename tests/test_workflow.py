@@ -149,7 +149,8 @@ def test_retrac_outputs_and_the_outlier_run(ci_run):
     assert (manip["n_examples"] == n // 2).all()
     targeted = pd.read_csv(ci_run / "tables/retrac_targeted.csv")
     assert set(targeted["method_id"]) == set(cfg["methods"])
-    assert targeted["distinct"].between(0, 1).all()
+    assert targeted["distinct"].between(0, 1).all() and (targeted["n_queries"] == 4).all()
+    assert (targeted["distinct"] <= targeted["max_possible"] + 1e-9).all()
     # The outlier experiment: its own data (origin marks the outliers), model, scores.
     out = ci_run / "outliers"
     data = io.load_npz(out / "data/train.npz")
