@@ -307,14 +307,22 @@ def plot_retrac_targeted(df, pdf_path, png_path, lds=None):
     else:
         keep |= {sorted(ids)[0] for _, ids in others.groupby("family")["method_id"]}
     df = df[df["method_id"].isin(keep)].copy()
-    df["name"] = df["method"] + np.where(df["family"] == "tracin", "", " (" + df["variant"] + ")")
+    k_steps = df["n_timesteps"].apply(lambda v: "" if v != v or v is None else f", K={int(v)}")
+    df["name"] = df["method"] + np.where(df["family"] == "tracin", "",
+                                         " (" + df["variant"] + k_steps + ")")
     families = dict(zip(df["name"], df["family"]))
     query_sets = list(dict.fromkeys(df["query_set"]))
     fig, axes = plt.subplots(1, len(query_sets), figsize=(TWO_COLUMN, 2.0), squeeze=False,
                              sharey=True)
     for ax, qs in zip(axes[0], query_sets):
-        _grouped_bars(ax, df[df["query_set"] == qs], "k", "distinct", "name", families)
-        ax.set_title(f"{qs.capitalize()} queries")
+        sub = df[df["query_set"] == qs]
+        _grouped_bars(ax, sub, "k", "distinct", "name", families)
+        # The largest share possible: N / (queries · k) distinct examples.
+        bound = sub.groupby("k", sort=False)["max_possible"].first()
+        for x, value in enumerate(bound):
+            if value < 1:
+                ax.plot([x - 0.45, x + 0.45], [value, value], color="black", lw=0.8, ls=":")
+        ax.set_title(f"{qs.capitalize()} queries ({int(sub['n_queries'].iloc[0])})")
         ax.set_xlabel("top-k")
         ax.set_ylim(0, 1.05)
     axes[0][0].set_ylabel("distinct proportion")

@@ -276,6 +276,7 @@ def targeted_table(entries: dict, score_paths: dict, ks: list[int], n_queries: i
         for k in ks:
             k = min(k, n)
             rows.append({"method_id": method_id, "method": method.label, "variant": method.variant,
+                         "n_timesteps": getattr(method, "n_timesteps", None),
                          "family": method.family, "query_set": qs, "k": k,
                          "distinct": distinct_proportion(scores, k), "n_queries": len(scores),
                          "max_possible": min(1.0, n / (len(scores) * k))})
