@@ -341,15 +341,16 @@ LATEX = {
 
 
 def _write(df: pd.DataFrame, csv_path, tex_path=None, latex: str | None = None) -> None:
-    from dabench.tables import write_table
+    """CSV with 6 significant digits (p-values stay readable), LaTeX beside it when given."""
+    from pathlib import Path
 
-    if tex_path is None:
-        from dabench.io import atomic_path
+    from dabench.io import atomic_path
 
-        with atomic_path(csv_path) as tmp:
-            df.to_csv(tmp, index=False, float_format="%.6g")
-        return
-    write_table(df, csv_path, tex_path, latex)
+    with atomic_path(csv_path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+    if tex_path is not None:
+        with atomic_path(tex_path) as tmp:
+            Path(tmp).write_text(latex)
 
 
 def _long_latex(df: pd.DataFrame, what: str) -> str:
