@@ -6,7 +6,10 @@
   and dense Gaussian;
 - peak memory (RSS) of featurizing N and 4N training examples (features stream to disk);
 - LDS of the sparse and the dense Gaussian projection side by side, read from the default run's
-  ablation table when it exists (``make run`` first).
+  ablation table when it exists (``make run`` first);
+- the checkpoint methods' three feature kinds (Diffusion-TracIn / -ReTrac): K-timestep loss
+  features, per-(t, ε)-normalised ``unit`` features and ``replay`` features (one logged (t, ε)
+  per example), end to end through ``featurize`` (gradients, projection, disk).
 
 Writes results/benchmarks/featurize_throughput.json.
 
@@ -135,6 +138,38 @@ def peak_rss(n: int, threads: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def checkpoint_feature_throughput(threads: int, n_examples: int, n_timesteps: int, k: int) -> dict:
+    import numpy as np
+
+    from dabench import model as M
+    from dabench.features import FeatureSpec, featurize, replay_schedule
+
+    cfg, unet, sched, rng = _setup(threads)
+    res = cfg["data"]["resolution"]
+    images = rng.uniform(-1, 1, (n_examples, 1, res, res)).astype("float32")
+    plan = M.training_plan(np.arange(n_examples), {**cfg["train"], "steps": 200, "batch_size": 64},
+                           seed=0, num_train_timesteps=1000)
+    replay = replay_schedule(plan, 150, n_examples)
+    specs = {"K_timesteps": FeatureSpec("loss", n_timesteps, projection="sparse", k=k),
+             "unit": FeatureSpec("loss", n_timesteps, projection="sparse", k=k, normalize=True),
+             "replay": FeatureSpec("loss", schedule="replay", projection="sparse", k=k)}
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, spec in specs.items():
+            featurize(unet, sched, images[:8], spec, 1, 2, Path(tmp) / "warm.npy",
+                      replay={key: v[:8] for key, v in replay.items()})   # warm-up
+            tic = time.perf_counter()
+            info = featurize(unet, sched, images, spec, 1, 2, Path(tmp) / f"{name}.npy",
+                             replay=replay)
+            wall = time.perf_counter() - tic
+            per_example = 1 if spec.replay else n_timesteps
+            out[name] = {"seconds": wall, "examples_per_second": n_examples / wall,
+                         "example_timesteps_per_second": n_examples * per_example / wall,
+                         "projection_seconds": info["seconds"]["projection"]}
+    out["unit_vs_K_timesteps_time"] = out["unit"]["seconds"] / out["K_timesteps"]["seconds"]
+    return {"examples": n_examples, "timesteps": n_timesteps, "k": k, **out}
+
+
 def lds_side_by_side() -> dict | None:
     import pandas as pd
 
@@ -170,6 +205,7 @@ def main() -> None:
         "gradients_K100": gradient_throughput(args.threads, 4, 100),
         "projection_k4096": projection_share(args.threads, 64, 10, 4096),
         "peak_rss": {"N": peak_rss(args.n, args.threads), "4N": peak_rss(4 * args.n, args.threads)},
+        "checkpoint_features_k16384": checkpoint_feature_throughput(args.threads, 256, 10, 16384),
         "lds_sparse_vs_gaussian": lds_side_by_side(),
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
                     "python": platform.python_version()},
