@@ -134,9 +134,6 @@ def _check_consistency(config: dict) -> None:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
 
-CHECKPOINT_METHODS = ("tracincp", "gas", "diffusion-tracin", "diffusion-retrac")
-
-
 def _first_method(config: dict, name: str, key: str) -> str | None:
     chosen = config["retrac"][key]
     if chosen is not None:
@@ -160,7 +157,12 @@ def retrac_methods(config: dict) -> tuple[str, str] | None:
 
 
 def checkpoint_method_ids(config: dict) -> list[str]:
-    return sorted(m for m, e in config["methods"].items() if e["method"] in CHECKPOINT_METHODS)
+    """Ids of the methods that sum over training checkpoints (those with a ``checkpoints``
+    parameter)."""
+    from dabench.methods import method_class
+
+    return sorted(m for m, e in config["methods"].items()
+                  if "checkpoints" in method_class(e["method"]).defaults)
 
 
 def outlier_data_config(config: dict) -> dict | None:

@@ -292,6 +292,11 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
     return info
 
 
+def projection_seed(seed: int) -> int:
+    """The projection's seed: one per run, the same for every split, model and feature set."""
+    return derive_seed(seed, "projection")
+
+
 def norms_path(features_path) -> Path:
     """``<split>.norms.npy`` beside ``<split>.npy``: exact gradient norms before projection."""
     path = Path(features_path)
@@ -325,7 +330,7 @@ def write_features(model_path, model_cfg: dict, images_path, images_key: str, sp
         replay = replay_schedule(load_npz(training_log_path), int(step), len(images))
     info = featurize(unet, scheduler, images, spec,
                      noise_seed=derive_seed(seed, "feature-noise", split),
-                     projection_seed=derive_seed(seed, "projection"), out_path=out_path,
+                     projection_seed=projection_seed(seed), out_path=out_path,
                      progress=f"features {feature_id} {split}", replay=replay)
     run_dir = run_dir or Path(out_path).parents[3]
     save_json(Path(out_path).with_suffix(".json"), {

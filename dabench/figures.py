@@ -220,11 +220,7 @@ def plot_retrac_single_example(df, pdf_path, png_path):
                    label="its training timestep")
         ax.set_title(f"checkpoint {step}")
         ax.set_xlabel("timestep t")
-    axes[0][0].set_ylabel("gradient norm")
-    axes[0][-1].legend(frameon=False, fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    save(fig, pdf_path, png_path)
-    plt.close(fig)
+    _finish_panels(plt, fig, axes[0], "gradient norm", pdf_path, png_path)
 
 
 def plot_retrac_correlation(points, summary, pdf_path, png_path):
@@ -267,6 +263,16 @@ def plot_retrac_manipulation(points, pdf_path, png_path):
         ax.set_title(f"{m}: mean rise {rise:.0f}")
         ax.set_xlabel("rank before (1 = most influential)")
     axes[0][0].set_ylabel("rank with t = t_max")
+    fig.tight_layout()
+    save(fig, pdf_path, png_path)
+    plt.close(fig)
+
+
+def _finish_panels(plt, fig, axes, ylabel, pdf_path, png_path):
+    """Shared end of the one-row panel figures: y label on the first panel, the legend beside
+    the last, saved as PDF + PNG."""
+    axes[0].set_ylabel(ylabel)
+    axes[-1].legend(frameon=False, fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     save(fig, pdf_path, png_path)
     plt.close(fig)
@@ -325,11 +331,7 @@ def plot_retrac_targeted(df, pdf_path, png_path, lds=None):
         ax.set_title(f"{qs.capitalize()} queries ({int(sub['n_queries'].iloc[0])})")
         ax.set_xlabel("top-k")
         ax.set_ylim(0, 1.05)
-    axes[0][0].set_ylabel("distinct proportion")
-    axes[0][-1].legend(frameon=False, fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    save(fig, pdf_path, png_path)
-    plt.close(fig)
+    _finish_panels(plt, fig, axes[0], "distinct proportion", pdf_path, png_path)
 
 
 def plot_retrac_outliers(df, pdf_path, png_path):
@@ -360,11 +362,7 @@ def plot_retrac_source_tracing(df, pdf_path, png_path):
         ax.set_title(f"queries: {src}", fontsize=7)
         ax.set_xlabel("top-k")
         ax.set_ylim(0, 1.05)
-    axes[0][0].set_ylabel("precision")
-    axes[0][-1].legend(frameon=False, fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    save(fig, pdf_path, png_path)
-    plt.close(fig)
+    _finish_panels(plt, fig, axes[0], "precision", pdf_path, png_path)
 
 
 def write_retrac_figures(tables: dict, figures: dict) -> None:

@@ -200,12 +200,12 @@ def manipulation(methods: dict, method_inputs: dict, checkpoints: dict, model_cf
     ``methods``: id -> built checkpoint method (Diffusion-TracIn, Diffusion-ReTrac);
     ``method_inputs``: id -> its inputs on ``query_set`` plus ``scores`` (its score file).
     The first method's scores choose the uninfluential examples."""
-    from dabench.features import replay_schedule
+    import torch
+
+    from dabench.features import projection_seed, replay_schedule
     from dabench.io import load_checked_npy, load_npy, load_npz
     from dabench.model import build_scheduler, load_model
     from dabench.projection import make_projector
-
-    import torch
 
     images = load_npz(train_path)["train_images"]
     log = load_npz(training_log_path)
@@ -220,22 +220,25 @@ def manipulation(methods: dict, method_inputs: dict, checkpoints: dict, model_cf
     union = np.unique(np.concatenate(list(chosen.values())))
     pos = {int(i): j for j, i in enumerate(union)}
     new = {m: np.zeros((len(queries), len(union))) for m in ids}
+    etas = {m: methods[m].learning_rates(method_inputs[m]) for m in ids}
     for step in sorted(checkpoints):
         replay = replay_schedule(log, step, n)
         unet, _ = load_model(checkpoints[step])
         t = np.full(len(union), t_max[step])
-        grads = np.concatenate([g.cpu().numpy() for g in _gradients(
-            unet, scheduler, images[union], t, replay["noise_seed"][union], 256)])
+        grads = torch.cat(list(_gradients(unet, scheduler, images[union], t,
+                                          replay["noise_seed"][union], 256)))
+        norms = grads.norm(dim=1).double().numpy()
+        projected = {}   # methods sharing a training feature share its projection
         for m in ids:
             method, inputs = methods[m], method_inputs[m]
             spec = method.train_spec
-            projector = make_projector(spec.projection, grads.shape[1], spec.k,
-                                       derive_seed(seed, "projection"))
-            phi = projector.project(torch.as_tensor(grads)).numpy().astype(np.float64)
-            norms = np.linalg.norm(grads, axis=1)
+            if (spec.projection, spec.k) not in projected:
+                projector = make_projector(spec.projection, grads.shape[1], spec.k,
+                                           projection_seed(seed))
+                projected[spec.projection, spec.k] = projector.project(grads).double().numpy()
             query = load_checked_npy(inputs[f"query_{step}"]).astype(np.float64)[queries]
-            eta = float(load_npz(inputs["training_log"])["lr"][step - 1])
-            new[m] += eta * method.combine(query, phi, None, norms)
+            new[m] += etas[m][step] * method.combine(query, projected[spec.projection, spec.k],
+                                                     None, norms)
     summary, points = [], []
     for m in ids:
         before_all, after_all = [], []
@@ -326,8 +329,6 @@ def outlier_tables(entries: dict, self_paths: dict, score_paths: dict, train_pat
 # Writers (Snakemake stages)
 
 LATEX = {
-    "norms": None,   # long form: the figure is its view
-    "single_example": None,
     "correlation": ({"checkpoint": "Checkpoint", "t_max": "t_max", "spearman": "Spearman",
                      "spearman_p": "p", "slope": "Slope", "slope_p": "Slope p", "n": "n",
                      "spearman_t_norm_all": "Spearman(t, norm), all"},

@@ -131,7 +131,9 @@ def retrac_outputs():
 
 
 def retrac_checkpoints(root):
-    return {s: f"{root}/{layout.checkpoint(s)}" for s in config["train"]["checkpoint_steps"]}
+    """step -> checkpoint file, for the checkpoints the analysed Diffusion-TracIn uses."""
+    steps = config["methods"][RETRAC[0]]["checkpoints"] if RETRAC else []
+    return {s: f"{root}/{layout.checkpoint(s)}" for s in steps}
 
 
 def replay_norms(wildcards=None):
