@@ -40,11 +40,14 @@ class _Tee:
 
 
 def set_threads(threads: int) -> None:
-    import torch
-
-    threads = max(1, int(threads))
-    torch.set_num_threads(threads)
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    """Cap the job's compute threads at its Snakemake ``threads``. Through the environment, read
+    when torch is first imported, so jobs that never need torch (tables, LDS, most scores) do
+    not pay ~2 s to import it."""
+    threads = str(max(1, int(threads)))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = threads
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(threads))
 
 
 @contextlib.contextmanager
