@@ -28,6 +28,8 @@ include: "rules/attribution.smk"
 include: "rules/evaluation.smk"
 include: "rules/figures.smk"
 include: "rules/retrac.smk"
+include: "rules/embedding.smk"
+include: "rules/counterfactual.smk"
 
 
 # Reductions that take seconds run where snakemake runs, not as cluster jobs.
@@ -44,6 +46,9 @@ localrules:
     retrac_targeted,
     retrac_outlier_tables,
     plot_retrac,
+    draw_datamodel_subsets,
+    counterfactual_tables,
+    plot_counterfactual,
 
 
 rule all:

@@ -81,12 +81,12 @@ def validate(config: dict, check_methods: bool = True) -> dict:
                 for new_id, new_entry in expand({method_id: entry}).items():
                     if new_id in methods:
                         raise ValueError(f"method id {new_id} is used twice")
-                    methods[new_id] = validate_method_config(
-                        new_entry, config["train"]["checkpoint_steps"])
+                    methods[new_id] = validate_method_config(new_entry, config)
             except (KeyError, TypeError, ValueError) as exc:
                 raise ConfigError(f"config key methods.{method_id}: {exc.args[0]}") from None
         config["methods"] = methods
         _check_retrac(config)
+        counterfactual_methods(config)
     # Key order carries no meaning; making it canonical keeps Snakemake's params comparison from
     # rerunning jobs when a config file lists the same keys in another order.
     _sort_keys(config)
@@ -188,6 +188,26 @@ def outlier_data_config(config: dict) -> dict | None:
         raise ConfigError("config key retrac.outliers.data.outliers: the outlier experiment needs "
                           "an outlier set (dataset, classes, n)")
     return _sort_keys(data)
+
+
+def counterfactual_methods(config: dict) -> list[str] | None:
+    """Method ids of the counterfactual evaluation (checked against ``methods``), or None when
+    it does not run."""
+    cf = config["counterfactual"]
+    if not cf["enabled"]:
+        return None
+    if "generation" not in config["lds"]["query_sets"]:
+        raise ConfigError("config key counterfactual.enabled: the counterfactual evaluation "
+                          "regenerates generated queries; add generation to lds.query_sets or "
+                          "set counterfactual.enabled: false")
+    unknown = [m for m in cf["methods"] if m not in config["methods"]]
+    if unknown:
+        raise ConfigError(f"config key counterfactual.methods: {', '.join(map(repr, unknown))} "
+                          f"not among the method ids ({', '.join(sorted(config['methods']))})")
+    if cf["n_queries"] > config["generation"]["n_samples"]:
+        raise ConfigError(f"config key counterfactual.n_queries: {cf['n_queries']} exceeds "
+                          f"generation.n_samples={config['generation']['n_samples']}")
+    return list(cf["methods"])
 
 
 def _check_retrac(config: dict) -> None:

@@ -12,7 +12,8 @@
 - :func:`featurize`: chunked gradients → projection → rows streamed into a memory-mapped .npy,
   with the exact (unprojected) gradient norm of every row beside it.
 
-Two feature kinds beyond SPEC §3's: ``replay`` features (one gradient per training example at its
+Three feature kinds beyond SPEC §3's: ``journey`` features (Journey-TRAK's generated queries:
+the mean gradient along the sampling trajectory, id ``loss_journey_e1_sparse4096``), ``replay`` features (one gradient per training example at its
 logged (t, ε), id ``loss_replay_e1_sparse4096``) and ``unit`` features, whose every per-(t, ε)
 gradient is L2-normalised before averaging (Diffusion-ReTrac's test side, id suffix ``_unit``).
 """
@@ -64,8 +65,10 @@ def feature_timesteps(n: int, schedule: str, num_train_timesteps: int) -> np.nda
     raise ValueError(f"timestep schedule must be uniform or cumulative, got {schedule!r}")
 
 
-SCHEDULES = ("uniform", "cumulative", "replay")
-_ID = re.compile(r"^(?P<function>[a-z0-9-]+)_(?:K(?P<n_timesteps>\d+)(?P<schedule>[uc])|(?P<replay>replay))"
+SCHEDULES = ("uniform", "cumulative", "replay", "journey")
+# Schedules without K fixed timesteps: the id names the schedule instead of K<n><u|c>.
+TRACED = ("replay", "journey")
+_ID = re.compile(r"^(?P<function>[a-z0-9-]+)_(?:K(?P<n_timesteps>\d+)(?P<schedule>[uc])|(?P<traced>replay|journey))"
                  r"_e(?P<n_noises>\d+)_(?P<projection>none|sparse|gaussian|rademacher|fast_jl)"
                  r"(?P<k>\d*)(?P<unit>_unit)?$")
 
@@ -89,10 +92,10 @@ class FeatureSpec:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"timestep schedule must be one of {', '.join(SCHEDULES)}, "
                              f"got {self.schedule!r}")
-        if self.replay:
+        if self.schedule in TRACED:
             if (self.n_noises, self.normalize) != (1, False):
-                raise ValueError("replay features take the one logged (t, ε) of each example: "
-                                 "n_noises = 1 and normalize = False")
+                raise ValueError(f"{self.schedule} features take one (t, ε) per training step or "
+                                 "sampling step: n_noises = 1 and normalize = False")
             object.__setattr__(self, "n_timesteps", 1)
 
     @property
@@ -100,9 +103,13 @@ class FeatureSpec:
         return self.schedule == "replay"
 
     @property
+    def journey(self) -> bool:
+        return self.schedule == "journey"
+
+    @property
     def id(self) -> str:
         k = "" if self.projection == "none" else str(self.k)
-        steps = "replay" if self.replay else f"K{self.n_timesteps}{self.schedule[0]}"
+        steps = self.schedule if self.schedule in TRACED else f"K{self.n_timesteps}{self.schedule[0]}"
         unit = "_unit" if self.normalize else ""
         return f"{self.function}_{steps}_e{self.n_noises}_{self.projection}{k}{unit}"
 
@@ -112,7 +119,7 @@ class FeatureSpec:
         if not m:
             raise ValueError(f"not a feature id: {feature_id!r}")
         d = m.groupdict()
-        schedule = "replay" if d["replay"] else ("uniform" if d["schedule"] == "u" else "cumulative")
+        schedule = d["traced"] or ("uniform" if d["schedule"] == "u" else "cumulative")
         return cls(function=d["function"], n_timesteps=int(d["n_timesteps"] or 1),
                    schedule=schedule, n_noises=int(d["n_noises"]), projection=d["projection"],
                    k=int(d["k"]) if d["k"] else 0, normalize=bool(d["unit"]))
@@ -207,7 +214,8 @@ def replay_schedule(training_log: dict, checkpoint_step: int, n_train: int) -> d
 
 def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed: int,
               projection_seed: int, out_path, batch_size: int | None = None,
-              progress: bool | str = False, replay: dict | None = None) -> dict:
+              progress: bool | str = False, replay: dict | None = None,
+              journey_timesteps: np.ndarray | None = None) -> dict:
     """Write φ of every image to ``out_path`` (.npy, float32, (N, k)), streaming: at most one
     batch of gradients is in memory; rows go straight into a memory-mapped file that is renamed
     into place when complete. The exact L2 norm of each row's gradient before projection goes to
@@ -216,7 +224,10 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
     ``noise_seed`` keys the fixed noises (pass a different one per split); ``projection_seed`` the
     projection (the same for every split). ``replay`` (for ``spec.replay``): the output of
     :func:`replay_schedule` — each example's gradient is taken at its logged timestep with its
-    logged noise. Returns timing and shape information.
+    logged noise. ``journey_timesteps`` (for ``spec.journey``, (S,)): ``images`` is then
+    (n, S, C, H, W), the clean estimates x̂₀ of each sampling step (:func:`dabench.sampling.
+    journey_points`), and example i's feature is (1/S)Σ_s ∇F(x̂₀⁽ˢ⁾, t_s, ε_s) — Journey-TRAK's
+    query side. Returns timing and shape information.
     """
     import torch
 
@@ -228,9 +239,14 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
     unet.eval()
     p = param_count(unet)
     projector = make_projector(spec.projection, p, spec.k, projection_seed)
-    shape = tuple(images.shape[1:])
+    shape = tuple(images.shape[2:] if spec.journey else images.shape[1:])
     n = len(images)
-    if spec.replay:
+    if spec.journey:
+        if journey_timesteps is None or images.ndim != 5 or images.shape[1] != len(journey_timesteps):
+            raise ValueError("journey features need (n, S, C, H, W) clean estimates and S timesteps")
+        t_grid = np.asarray(journey_timesteps, dtype=np.int64)
+        per_example = len(t_grid)
+    elif spec.replay:
         if replay is None or len(replay["timestep"]) != n:
             raise ValueError("replay features need the replay schedule of every training example")
         t_grid = None
@@ -242,7 +258,7 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
         timesteps = torch.as_tensor(np.repeat(t_grid, spec.n_noises), device=device)
     # Cap the vmapped batch at ~2048 example-timesteps (512 when each one's gradient is kept
     # for normalisation): memory stays flat as N grows.
-    budget = 512 if spec.normalize else 2048
+    budget = 512 if spec.normalize or spec.journey else 2048
     batch_size = batch_size or max(1, budget // per_example)
     seconds = {"gradients": 0.0, "projection": 0.0}
     norms = np.zeros(n, dtype=np.float32)
@@ -257,7 +273,12 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
         for start in range(0, n, batch_size):
             idx = np.arange(start, min(n, start + batch_size))
             x0 = torch.as_tensor(images[idx], device=device)
-            if spec.replay:
+            if spec.journey:
+                # One row per (sample, step): its own image x̂₀⁽ˢ⁾, timestep t_s and noise ε_s.
+                x0 = x0.reshape(-1, *shape)
+                noises = example_noises(noise_seed, idx, per_example, shape).reshape(-1, 1, *shape)
+                t = torch.as_tensor(np.tile(t_grid, len(idx)), device=device)[:, None]
+            elif spec.replay:
                 noises = example_noise(replay["noise_seed"][idx], shape)[:, None].to(device)
                 t = torch.as_tensor(replay["timestep"][idx], device=device)[:, None]
             else:
@@ -266,6 +287,8 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
             tic = time.perf_counter()
             grads = per_example_gradients(unet, scheduler, x0, t, noises, spec.function,
                                           normalize=spec.normalize)
+            if spec.journey:
+                grads = grads.reshape(len(idx), per_example, -1).mean(dim=1)
             if spec.replay:
                 grads = grads * torch.as_tensor(replay["seen"][idx], device=device)[:, None]
             norms[idx] = grads.norm(dim=1).cpu().numpy()
@@ -321,7 +344,16 @@ def write_features(model_path, model_cfg: dict, images_path, images_key: str, sp
     scheduler = build_scheduler(model_cfg)
     images = load_npz(images_path)[images_key]
     step = meta.get("step", meta.get("steps"))
-    replay = None
+    replay, journey = None, None
+    if spec.journey:
+        from dabench.sampling import journey_points
+
+        if split != "generation":
+            raise ValueError(f"journey features follow sampling trajectories: the generation set "
+                             f"only, not {split!r}")
+        samples = load_npz(images_path)
+        images, journey = journey_points(unet, scheduler.config, samples["trajectory"],
+                                         samples["trajectory_timesteps"])
     if spec.replay:
         if split != "train":
             raise ValueError(f"replay features exist for the training set only, not {split!r}")
@@ -331,7 +363,8 @@ def write_features(model_path, model_cfg: dict, images_path, images_key: str, sp
     info = featurize(unet, scheduler, images, spec,
                      noise_seed=derive_seed(seed, "feature-noise", split),
                      projection_seed=projection_seed(seed), out_path=out_path,
-                     progress=f"features {feature_id} {split}", replay=replay)
+                     progress=f"features {feature_id} {split}", replay=replay,
+                     journey_timesteps=journey)
     run_dir = run_dir or Path(out_path).parents[3]
     save_json(Path(out_path).with_suffix(".json"), {
         **info, "feature_id": feature_id, "split": split, "output_function": spec.function,

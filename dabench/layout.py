@@ -64,13 +64,55 @@ def checkpoint(step: int) -> str:
     return f"{FULL_MODEL_CHECKPOINTS}/step_{int(step):06d}.safetensors"
 
 
-def model_file(model: str) -> str:
-    """The weights behind a model name: ``full`` (the final model) or ``stepNNNNNN``."""
+# The family of retrains behind the retraining-based methods and the ensembles.
+DATAMODEL = "datamodel"
+
+
+def member_name(j: int) -> str:
+    """The model name of the datamodel family's model j (an ensemble member): ``dm0003``."""
+    return f"dm{int(j):04d}"
+
+
+def member_index(model: str) -> int | None:
+    return int(model[2:]) if model.startswith("dm") and model[2:].isdigit() else None
+
+
+def retrain_dir(family: str, chunk: int) -> str:
+    """The models of one job of retrains (``lds.save_models``)."""
+    return f"models/lds/{family}/chunk{chunk}"
+
+
+def retrain_weights(j: int, seed: int = 0) -> str:
+    """The file name of subset j's retrain (seed r) inside :func:`retrain_dir`."""
+    return f"subset{int(j):04d}_seed{int(seed)}.safetensors"
+
+
+def model_file(model: str, member_chunk: int | None = None) -> str:
+    """The weights behind a model name: ``full`` (the final model), ``stepNNNNNN`` (a checkpoint)
+    or ``dmNNNN`` (model j of the datamodel family, saved by the retrain job ``member_chunk``)."""
     if model == "full":
         return FULL_MODEL
     if model.startswith("step") and model[4:].isdigit():
         return checkpoint(int(model[4:]))
-    raise ValueError(f"unknown model name {model!r} (full or stepNNNNNN)")
+    j = member_index(model)
+    if j is not None and member_chunk is not None:
+        return f"{retrain_dir(DATAMODEL, member_chunk)}/{retrain_weights(j)}"
+    raise ValueError(f"unknown model name {model!r} (full, stepNNNNNN or dmNNNN)")
+
+
+def resolve_weights(path, model: str) -> str:
+    """The weights file of model ``model`` given the rule's input: the file itself, or for a
+    datamodel-family model the folder of the retrain job that saved it."""
+    j = member_index(model)
+    return str(path) if j is None else f"{path}/{retrain_weights(j)}"
+
+
+def embeddings(kind: str, split: str) -> str:
+    """Image embeddings (N, d) float32 of a split by the run's embedder (``classifier``/``clip``)."""
+    return f"embeddings/{kind}/{split}.npy"
+
+
+EMBEDDER_MODEL = "models/embedder/classifier.safetensors"
 
 
 def features(model: str, feature_id: str, split: str) -> str:

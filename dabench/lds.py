@@ -20,7 +20,7 @@ import numpy as np
 
 from dabench.config import derive_seed, fingerprint
 
-FAMILIES = ("tune", "test")
+FAMILIES = ("tune", "test", "datamodel")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -45,6 +45,27 @@ def draw_subsets(n_train: int, alpha: float, n_tune: int, n_test: int, seed: int
         rows.append(row)
     rows = np.stack(rows).astype(np.int64)
     return {"tune": rows[:n_tune], "test": rows[n_tune:]}
+
+
+def draw_family(n_train: int, alpha: float, n: int, seed: int, purpose: str,
+                exclude: list | tuple = ()) -> np.ndarray:
+    """(n, s) sorted subsets of a further family (the datamodel family), seeded by ``purpose``,
+    none equal to each other or to a row of the ``exclude`` arrays (the tune/test subsets)."""
+    size = int(alpha * n_train)
+    rng = np.random.default_rng(derive_seed(seed, purpose))
+    seen = {np.asarray(r, dtype=np.int64).tobytes() for rows in exclude for r in rows}
+    rows, tries = [], 0
+    while len(rows) < n:
+        row = np.sort(rng.choice(n_train, size=size, replace=False)).astype(np.int64)
+        tries += 1
+        if row.tobytes() in seen:
+            if tries > 10 * (n + len(seen)):
+                raise ValueError(f"cannot draw {n} further distinct subsets of size {size} "
+                                 f"from {n_train} examples")
+            continue
+        seen.add(row.tobytes())
+        rows.append(row)
+    return np.stack(rows) if rows else np.zeros((0, size), dtype=np.int64)
 
 
 def check_subsets(subsets: np.ndarray, n_train: int, source: str) -> None:
@@ -86,6 +107,24 @@ def chunk_items(n_subsets: int, n_seeds: int, per_job: int, chunk: int) -> list[
 def retrain_seeds(master_seed: int, r: int) -> tuple[int, int]:
     """(training seed, initialisation seed) of retrain seed r: shared by every subset."""
     return derive_seed(master_seed, "lds-train", r), derive_seed(master_seed, "lds-init", r)
+
+
+def write_datamodel_subsets(n_train: int, alpha: float, n: int, seed: int, exclude_paths: list,
+                            subsets_path, index_dir) -> np.ndarray:
+    """Workflow stage: the datamodel family's subsets (disjoint from the tune and test subsets
+    in ``exclude_paths``), as ``lds/datamodel/subsets.npy`` plus one index file per subset."""
+    from dabench.data import write_index_file
+    from dabench.io import load_npy, save_npy
+
+    rows = draw_family(n_train, alpha, n, seed, "datamodel-subsets",
+                       [load_npy(p) for p in exclude_paths])
+    folder = Path(index_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for j, row in enumerate(rows):
+        write_index_file(folder / f"subset_{j:04d}.txt", row,
+                         f"datamodel subset {j}: indices into the training set D")
+    save_npy(subsets_path, rows)
+    return rows
 
 
 def run_retrains(

@@ -64,6 +64,34 @@ def generate(unet, scheduler_config: dict, seeds: np.ndarray, inference_steps: i
     }
 
 
+@torch.no_grad()
+def journey_points(unet, scheduler_config: dict, trajectory: np.ndarray,
+                   trajectory_timesteps: np.ndarray, batch_size: int = 256):
+    """Journey-TRAK's points: the clean estimate x̂₀⁽ˢ⁾ the model makes from the state of each
+    sampling step s, at that step's timestep t_s (DDIM's ``pred_original_sample``).
+
+    ``trajectory`` (S+1, n, C, H, W) and ``trajectory_timesteps`` (S+1,) as :func:`generate`
+    writes them. Returns ``(points (n, S, C, H, W) float32, timesteps (S,) int64)``.
+    """
+    from diffusers import DDIMScheduler
+
+    device = next(unet.parameters()).device
+    unet.eval()
+    steps = np.asarray(trajectory_timesteps[:-1], dtype=np.int64)
+    sched = DDIMScheduler.from_config(scheduler_config)
+    sched.set_timesteps(len(steps))
+    if not np.array_equal(sched.timesteps.numpy(), steps):
+        raise ValueError(f"trajectory timesteps {steps[:4].tolist()}… are not DDIM's "
+                         f"{len(steps)}-step schedule")
+    points = np.empty((trajectory.shape[1], len(steps), *trajectory.shape[2:]), dtype=np.float32)
+    for s, t in enumerate(sched.timesteps):
+        for start in range(0, trajectory.shape[1], batch_size):
+            x = torch.as_tensor(trajectory[s, start:start + batch_size], device=device)
+            eps = unet(x, t).sample
+            points[start:start + batch_size, s] = sched.step(eps, t, x).pred_original_sample.cpu().numpy()
+    return points, steps
+
+
 def write_generation_set(model_path, model_cfg: dict, generation_cfg: dict, seed: int,
                          out_path) -> dict:
     """Workflow stage: sample the generation set from the full model and save it (.npz)."""

@@ -1,6 +1,8 @@
 rule compute_scores:
     input:
         unpack(method_inputs),
+    wildcard_constraints:
+        method_id=one_of(FULL_METHODS),
     output:
         scores=[run_path(f"scores/{{method_id}}/{qs}.npy") for qs in QUERY_SETS],
         sidecars=[run_path(f"scores/{{method_id}}/{qs}.json") for qs in QUERY_SETS],
@@ -21,6 +23,20 @@ rule compute_scores:
         "../scripts/compute_scores.py"
 
 
+# Methods that attribute generated queries only (Journey-TRAK).
+use rule compute_scores as compute_generation_scores with:
+    input:
+        unpack(method_inputs),
+    output:
+        scores=[run_path("scores/{method_id}/generation.npy")],
+        sidecars=[run_path("scores/{method_id}/generation.json")],
+    wildcard_constraints:
+        method_id=one_of(GENERATION_ONLY),
+    params:
+        method=lambda wc: ALL_METHODS[wc.method_id],
+        query_sets=["generation"],
+
+
 # Self-influence of every training example (checkpoint methods: outlier detection, ReTrac §6.3).
 rule compute_self_influence:
     input:
@@ -29,7 +45,7 @@ rule compute_self_influence:
         values=run_path("scores/{method_id}/self.npy"),
         sidecar=run_path("scores/{method_id}/self.json"),
     wildcard_constraints:
-        method_id="|".join(map(re.escape, SELF_INFLUENCE_METHODS)) or "NO_METHOD",
+        method_id=one_of(SELF_INFLUENCE_METHODS),
     params:
         method=lambda wc: config["methods"][wc.method_id],
     threads: 1

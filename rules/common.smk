@@ -12,7 +12,9 @@ from dabench import layout
 from dabench.ablations import ablation_methods
 from dabench.lds import n_chunks
 from dabench.methods import build as build_method
-from dabench.config import checkpoint_method_ids, outlier_data_config, retrac_methods
+from dabench.config import (checkpoint_method_ids, counterfactual_methods, outlier_data_config,
+                            retrac_methods)
+from dabench.counterfactual import RANDOM, choose_queries
 
 try:
     dabench_config.validate(config)
@@ -28,6 +30,25 @@ METHOD_IDS = sorted(config["methods"])
 ABLATIONS = ablation_methods(config["ablations"])
 # Every scored method: the benchmarked ones and the ablation settings.
 ALL_METHODS = {**config["methods"], **{i: a["entry"] for i, a in ABLATIONS.items()}}
+# The query sets each method attributes (Journey-TRAK: generated queries only).
+METHOD_QUERY_SETS = {
+    m: [qs for qs in QUERY_SETS if build_method(e).covers(qs)] for m, e in ALL_METHODS.items()
+}
+FULL_METHODS = sorted(m for m, sets in METHOD_QUERY_SETS.items() if sets == QUERY_SETS)
+GENERATION_ONLY = sorted(m for m, sets in METHOD_QUERY_SETS.items() if sets == ["generation"])
+# (method, query set) of every benchmarked score file.
+SCORED = [(m, qs) for m in METHOD_IDS for qs in METHOD_QUERY_SETS[m]]
+# The datamodel family of retrains (Empirical influence, Datamodels, ensemble members).
+DATAMODEL = config["lds"]["datamodel"]
+EMBEDDER = config["embedder"]
+# Counterfactual evaluation: the methods whose influencers are removed, plus the random control,
+# and the generated queries (None / [] when it does not run).
+COUNTERFACTUAL = counterfactual_methods(config)
+CF_METHODS = [RANDOM] + COUNTERFACTUAL if COUNTERFACTUAL else []
+CF_QUERIES = (
+    choose_queries(config["generation"]["n_samples"], config["counterfactual"]["n_queries"],
+                   config["seed"]) if COUNTERFACTUAL else []
+)
 # Diffusion-ReTrac analyses: (tracin id, retrac id) or None; the checkpoint methods; the outlier
 # experiment's data section (None = not run). Its run folder mirrors this one's layout.
 RETRAC = retrac_methods(config)
@@ -52,13 +73,20 @@ if ABLATIONS and config["ablations"]["query_set"] not in QUERY_SETS:
 
 
 wildcard_constraints:
-    family="tune|test",
+    family="tune|test|datamodel",
     chunk=r"\d+",
     query_set="|".join(layout.QUERY_SETS),
     split="|".join(layout.SPLITS),
-    model=r"full|step\d{6}",
-    feature_id=r"[a-z0-9-]+_(K\d+[uc]|replay)_e\d+_[a-z_]+?\d*(_unit)?",
+    model=r"full|step\d{6}|dm\d{4}",
+    feature_id=r"[a-z0-9-]+_(K\d+[uc]|replay|journey)_e\d+_[a-z_]+?\d*(_unit)?",
+    cf_method="|".join(map(re.escape, CF_METHODS)) or "NO_METHOD",
+    query=r"\d{4}",
     method_id="|".join(map(re.escape, sorted(ALL_METHODS))) if ALL_METHODS else "NO_METHOD",
+
+
+def one_of(ids):
+    """A wildcard constraint matching exactly these ids."""
+    return "|".join(map(re.escape, sorted(ids))) or "NO_METHOD"
 
 
 def run_path(relative):
@@ -72,8 +100,17 @@ def out_path(relative):
 
 
 def model_input(root):
-    """Input function: the weights file of the {model} wildcard (full model or a checkpoint)."""
-    return lambda wc: f"{root}/{layout.model_file(wc.model)}"
+    """Input function: the weights of the {model} wildcard — the full model or a checkpoint file,
+    or for a datamodel-family model (dmNNNN) the folder of the retrain job that saved it."""
+
+    def weights(wc):
+        j = layout.member_index(wc.model)
+        if j is None:
+            return f"{root}/{layout.model_file(wc.model)}"
+        chunk = j * DATAMODEL["n_seeds"] // config["lds"]["retrains_per_job"]
+        return f"{root}/{layout.retrain_dir(layout.DATAMODEL, chunk)}"
+
+    return weights
 
 
 def log_path(name):
@@ -100,7 +137,9 @@ def method_inputs(wildcards):
     (named "<query set>:<name>")."""
     method = build_method(ALL_METHODS[wildcards.method_id])
     return {
-        f"{qs}:{name}": run_path(p) for qs in QUERY_SETS for name, p in method.inputs(qs).items()
+        f"{qs}:{name}": run_path(p)
+        for qs in METHOD_QUERY_SETS[wildcards.method_id]
+        for name, p in method.inputs(qs).items()
     }
 
 
@@ -115,6 +154,39 @@ def self_influence_inputs(root):
         name: f"{root}/{p}"
         for name, p in build_method(config["methods"][wc.method_id]).self_inputs().items()
     }
+
+
+def embedder_inputs(wildcards=None):
+    """What embedding needs beyond the images: the trained classifier (none for CLIP, which is
+    read from embedder.path)."""
+    if EMBEDDER["kind"] == "classifier":
+        return {"classifier": run_path(layout.EMBEDDER_MODEL)}
+    return {}
+
+
+def counterfactual_result(method_id, query):
+    return run_path(f"counterfactual/{method_id}/query{int(query):04d}.npz")
+
+
+def counterfactual_results(wildcards=None):
+    return {m: [counterfactual_result(m, q) for q in CF_QUERIES] for m in CF_METHODS}
+
+
+def counterfactual_scores(wildcards):
+    """The generation scores a counterfactual removes by (none for the random control)."""
+    if wildcards.cf_method == RANDOM:
+        return {}
+    return {"scores": run_path(layout.scores(wildcards.cf_method, "generation"))}
+
+
+def counterfactual_outputs():
+    if not COUNTERFACTUAL:
+        return []
+    tables = [run_path(f"tables/counterfactual.{ext}") for ext in ("csv", "tex")]
+    tables.append(run_path("tables/counterfactual_per_query.csv"))
+    figures = [run_path(f"figures/counterfactual_{n}.{ext}") for n in ("box", "grid")
+               for ext in ("pdf", "png")]
+    return tables + figures
 
 
 def retrac_outputs():
@@ -167,23 +239,22 @@ def retrac_figure_inputs(wildcards=None):
 
 
 def lds_records(wildcards=None):
-    records = [run_path(layout.lds_result(m, qs)) for m in METHOD_IDS for qs in QUERY_SETS]
+    records = [run_path(layout.lds_result(m, qs)) for m, qs in SCORED]
     if config["lds"]["test"]["n_seeds"] >= 2:
         records += [run_path(layout.lds_result("ceiling", qs)) for qs in QUERY_SETS]
     return records
 
 
 def ablation_records(wildcards=None):
-    return [run_path(layout.lds_result(m, qs)) for m in ABLATIONS for qs in QUERY_SETS]
+    return [run_path(layout.lds_result(m, qs)) for m in ABLATIONS for qs in METHOD_QUERY_SETS[m]]
 
 
 def lambda_sidecars(wildcards=None):
     """Scores sidecars of the methods that chose λ on the tune subsets."""
     return [
         run_path(f"scores/{m}/{qs}.json")
-        for m in METHOD_IDS
+        for m, qs in SCORED
         if "lambdas" in build_method(config["methods"][m]).params
-        for qs in QUERY_SETS
     ]
 
 
@@ -202,4 +273,5 @@ def final_outputs():
         targets.append(run_path("tables/lambda.csv"))
     targets += [run_path(layout.self_influence(m)) for m in SELF_INFLUENCE_METHODS]
     targets += retrac_outputs()
+    targets += counterfactual_outputs()
     return targets

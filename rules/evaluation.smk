@@ -1,4 +1,6 @@
 rule evaluate_lds:
+    wildcard_constraints:
+        method_id=one_of(FULL_METHODS),
     input:
         scores=[run_path(f"scores/{{method_id}}/{qs}.npy") for qs in QUERY_SETS],
         sidecars=[run_path(f"scores/{{method_id}}/{qs}.json") for qs in QUERY_SETS],
@@ -17,3 +19,20 @@ rule evaluate_lds:
         CONDA_ENV
     script:
         "../scripts/evaluate_lds.py"
+
+
+use rule evaluate_lds as evaluate_lds_generation with:
+    wildcard_constraints:
+        method_id=one_of(GENERATION_ONLY),
+    input:
+        scores=[run_path("scores/{method_id}/generation.npy")],
+        sidecars=[run_path("scores/{method_id}/generation.json")],
+        outputs=[run_path(layout.lds_outputs("test", "generation"))],
+        subsets=run_path(layout.lds_subsets("test")),
+    output:
+        records=[run_path("evaluation/lds/test/{method_id}/generation.json")],
+    params:
+        method=lambda wc: ALL_METHODS[wc.method_id],
+        query_sets=["generation"],
+        lds=config["lds"],
+        seed=config["seed"],

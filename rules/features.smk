@@ -50,3 +50,21 @@ use rule featurize as featurize_replay with:
         model=config["model"],
         splits=["train"],
         seed=config["seed"],
+
+
+# Journey-TRAK's query side: the generated samples' trajectories under the full model.
+use rule featurize as featurize_journey with:
+    input:
+        model=run_path(layout.FULL_MODEL),
+        images=[run_path(layout.GENERATION)],
+    output:
+        features=[run_path("features/{model}/{feature_id}/generation.npy")],
+        sidecars=[run_path("features/{model}/{feature_id}/generation.json")],
+        norms=[run_path("features/{model}/{feature_id}/generation.norms.npy")],
+    wildcard_constraints:
+        model="full",
+        feature_id=r"loss_journey_e1_[a-z_]+?\d*",
+    params:
+        model=config["model"],
+        splits=["generation"],
+        seed=config["seed"],

@@ -21,6 +21,27 @@ rule draw_lds_subsets:
         "../scripts/draw_lds_subsets.py"
 
 
+# A third family for the retraining-based methods, drawn apart from the LDS subsets so that
+# changing its size never redraws (and retrains) the tune and test families.
+rule draw_datamodel_subsets:
+    input:
+        exclude=[run_path(layout.lds_subsets(f)) for f in ("tune", "test")],
+    output:
+        subsets=run_path(layout.lds_subsets(layout.DATAMODEL)),
+        index=directory(run_path(f"subsets/{layout.DATAMODEL}")),
+    params:
+        n_train=dabench_config.train_set_size(config),
+        alpha=config["lds"]["alpha"],
+        n=DATAMODEL["n_subsets"],
+        seed=config["seed"],
+    log:
+        log_path("draw_datamodel_subsets"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/draw_datamodel_subsets.py"
+
+
 rule train_lds_models:
     input:
         unpack(query_inputs),

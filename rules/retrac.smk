@@ -45,12 +45,12 @@ rule retrac_norm_analyses:
 
 rule retrac_targeted:
     input:
-        scores=[run_path(layout.scores(m, qs)) for m in METHOD_IDS for qs in QUERY_SETS],
+        scores=[run_path(layout.scores(m, qs)) for m, qs in SCORED],
     output:
         csv=run_path("tables/retrac_targeted.csv"),
         tex=run_path("tables/retrac_targeted.tex"),
     params:
-        score_keys=[(m, qs) for m in METHOD_IDS for qs in QUERY_SETS],
+        score_keys=SCORED,
         methods={m: config["methods"][m] for m in METHOD_IDS},
         ks=config["retrac"]["targeted_k"],
         n_queries=config["retrac"]["targeted_queries"],

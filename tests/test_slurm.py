@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 CLUSTER = REPO / "scripts" / "slurm" / "local_cluster.sh"
 GPU_RULES = {"train_full_model", "generate_samples", "train_lds_models", "featurize",
              "featurize_replay", "retrac_norm_analyses", "train_outlier_model",
-             "featurize_outliers", "featurize_replay_outliers"}
+             "featurize_outliers", "featurize_replay_outliers", "featurize_journey",
+             "counterfactual_retrain"}
 
 
 def _cluster_available() -> str | None:
@@ -114,7 +115,7 @@ def test_ci_workflow_through_slurm(cluster, tmp_path):
     states = ours[ours["rule"] == "train_lds_models"]["state"]
     assert (states == "FAILED").sum() >= 1, states.tolist()
     assert "Error in rule train_lds_models" in proc.stdout + proc.stderr
-    n_retrain_jobs = 3  # 4 tune × 1 seed + 6 test × 2 seeds, 8 per job: 1 + 2 jobs
+    n_retrain_jobs = 4  # 4 tune + 6 test × 2 seeds + 4 datamodel, 8 per job: 1 + 2 + 1 jobs
     assert (states == "COMPLETED").sum() == n_retrain_jobs
     assert (ours[ours["rule"] != "train_lds_models"]["state"] == "COMPLETED").all()
 

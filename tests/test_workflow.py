@@ -74,6 +74,9 @@ def test_outputs_follow_the_results_contract(ci_run):
     # scores/<method-id>/<query_set>.npy with a sidecar naming its inputs
     for method_id in cfg["methods"]:
         for qs, q in queries.items():
+            if method_id == "journey-trak" and qs == "validation":     # generated queries only
+                assert not (ci_run / f"scores/{method_id}/{qs}.npy").exists()
+                continue
             s = np.load(ci_run / f"scores/{method_id}/{qs}.npy")
             assert s.dtype == np.float32 and s.shape == (q, n)
             side = json.loads((ci_run / f"scores/{method_id}/{qs}.json").read_text())
@@ -85,8 +88,14 @@ def test_outputs_follow_the_results_contract(ci_run):
             "n_queries", "n_subsets"} <= set(df.columns)
     assert set(df["method"]) == {"Raw pixel", "Retraining ceiling", "Gradient", "TRAK", "D-TRAK",
                                  "Relative IF", "Renormalized IF", "TracInCP", "GAS",
-                                 "Diffusion-TracIn", "Diffusion-ReTrac"}
-    assert len(df) == 2 * (len(cfg["methods"]) + 1) and (df["n_subsets"] == m_test).all()
+                                 "Diffusion-TracIn", "Diffusion-ReTrac",
+                                 "Classifier-embedding similarity", "Journey-TRAK",
+                                 "TRAK (ensemble)", "D-TRAK (ensemble)", "Empirical influence",
+                                 "Datamodel"}
+    # Every method on both query sets but Journey-TRAK (generation only), plus the ceiling.
+    assert len(df) == 2 * (len(cfg["methods"]) + 1) - 1 and (df["n_subsets"] == m_test).all()
+    assert df[df.method == "Journey-TRAK"]["query_set"].tolist() == ["generation"]
+    assert set(df[df.method == "Empirical influence"]["variant"]) == {"M=2", "M=4"}
     dtrak = df[df["method"] == "D-TRAK"]
     assert set(dtrak["variant"].str.split(",").str[0]) == {
         "square", "mean", "l1-norm", "l2-norm", "linf-norm", "weighted-mse"}
@@ -112,6 +121,50 @@ def test_outputs_follow_the_results_contract(ci_run):
     assert (abl["query_set"] == "validation").all()
     assert set(abl[abl["axis"] == "projection"]["value"]) == {"sparse", "gaussian"}
     assert any((ci_run / "benchmarks").rglob("*.tsv"))
+
+
+def test_retraining_methods_embeddings_and_the_counterfactual(ci_run):
+    from dabench import config as C
+    from dabench import io
+    from dabench.counterfactual import choose_queries
+
+    cfg = C.load(REPO / "configs/ci.yaml")
+    n = cfg["data"]["n_train"]
+    # The datamodel family: its own subsets (apart from tune/test), one retrain each, outputs.
+    dm = np.load(ci_run / "lds/datamodel/subsets.npy")
+    assert dm.shape == (cfg["lds"]["datamodel"]["n_subsets"], n // 2)
+    lds_rows = {r.tobytes() for f in ("tune", "test") for r in np.load(ci_run / f"lds/{f}/subsets.npy")}
+    assert not {r.tobytes() for r in dm} & lds_rows
+    assert np.load(ci_run / "lds/datamodel/validation_outputs.npy").shape == (len(dm), cfg["data"]["n_validation"])
+    # Ensemble members are the family's saved models, featurized like the full model.
+    side = json.loads((ci_run / "features/dm0001/loss_K3u_e1_sparse256/train.json").read_text())
+    assert side["model"] == "models/lds/datamodel/chunk0/subset0001_seed0.safetensors"
+    ens = json.loads((ci_run / "scores/trak-ensemble-S2/validation.json").read_text())
+    assert ens["n_models"] == 2 and "train_features_1" in ens["inputs"]
+    # Journey-TRAK's query features follow the generated trajectories.
+    jside = json.loads((ci_run / "features/full/loss_journey_e1_sparse256/generation.json").read_text())
+    assert jside["timesteps"] == io.load_npz(ci_run / "generation/samples.npz")["trajectory_timesteps"][:-1].tolist()
+    # The classifier embedder and its embeddings.
+    emb = json.loads((ci_run / "embeddings/classifier/train.json").read_text())
+    assert emb["kind"] == "classifier" and np.load(ci_run / "embeddings/classifier/train.npy").shape == (n, emb["dim"])
+    # Counterfactual: every (method, query) retrained with its removal set, table and figures.
+    queries = choose_queries(cfg["generation"]["n_samples"], 2, cfg["seed"])
+    per_query = pd.read_csv(ci_run / "tables/counterfactual_per_query.csv")
+    assert sorted(set(per_query["query"])) == queries
+    assert set(per_query["method_id"]) == {"random", "trak", "d-trak-square"}
+    trak_scores = np.load(ci_run / "scores/trak/generation.npy")
+    k = int(round(0.2 * n))
+    for q in queries:
+        res = io.load_npz(ci_run / f"counterfactual/trak/query{q:04d}.npz")
+        assert sorted(res["removed"].tolist()) == sorted(np.argsort(-trak_scores[q], kind="stable")[:k].tolist())
+        assert np.array_equal(res["original"], io.load_npz(ci_run / "generation/samples.npz")["images"][q])
+        assert (ci_run / f"models/counterfactual/trak/query{q:04d}.safetensors").exists()
+    summary = pd.read_csv(ci_run / "tables/counterfactual.csv")
+    assert (summary["n_queries"] == 2).all() and (summary["k"] == k).all()
+    assert (summary["median_l2"] > 0).all() and summary["median_cosine"].between(-1, 1).all()
+    for name in ("counterfactual_box", "counterfactual_grid"):
+        for ext in ("pdf", "png"):
+            assert (ci_run / f"figures/{name}.{ext}").stat().st_size > 1000
 
 
 def test_retrac_outputs_and_the_outlier_run(ci_run):
@@ -188,7 +241,7 @@ def test_a_completed_run_plans_nothing(ci_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("configfile,retrain_jobs", [("configs/paper/cifar2.yaml", 96),
+@pytest.mark.parametrize("configfile,retrain_jobs", [("configs/paper/cifar2.yaml", 224),
                                                      ("configs/paper/cifar10.yaml", 192),
                                                      ("configs/paper/celeba.yaml", 96),
                                                      ("configs/paper/cifar20.yaml", 96),
@@ -197,7 +250,8 @@ def test_paper_configs_plan_without_data(tmp_path, configfile, retrain_jobs):
     proc = snakemake(tmp_path, "--dry-run", configfile=configfile)
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    assert int(counts["train_lds_models"]) == retrain_jobs      # (64 + 64) subsets × 3 seeds
+    # (64 + 64) subsets × 3 seeds, 4 per job; cifar2 adds 512 datamodel retrains.
+    assert int(counts["train_lds_models"]) == retrain_jobs
     assert int(counts["train_full_model"]) == 1
 
 
@@ -240,9 +294,11 @@ def ci_config():
 def test_changing_a_method_parameter_reruns_only_its_scores_tables_and_figures(ci_run, ci_config):
     ci_config["methods"]["trak"]["lambdas"] = [0.001, 0.1]
     plan = _planned(ci_run.parent.parent, ci_config)
+    # TRAK's new scores change its removal sets, so its counterfactuals are redone (2 queries).
     assert plan == {"compute_scores": 1, "evaluate_lds": 1, "make_lds_table": 1, "plot_lds": 1,
                     "make_ablation_tables": 1, "plot_ablations": 1, "retrac_targeted": 1,
-                    "plot_retrac": 1, "all": 1}
+                    "plot_retrac": 1, "counterfactual_retrain": 2, "counterfactual_tables": 1,
+                    "plot_counterfactual": 1, "all": 1}
 
 
 def test_adding_a_method_runs_only_its_jobs(ci_run, ci_config):
@@ -266,10 +322,16 @@ def test_changing_the_model_reruns_training_and_everything_after(ci_run, ci_conf
     plan = _planned(ci_run.parent.parent, ci_config)
     assert "prepare_dataset" not in plan and "draw_lds_subsets" not in plan
     assert plan["train_full_model"] == 1 and plan["generate_samples"] == 1
-    assert plan["train_lds_models"] == 3 and plan["make_lds_table"] == 1
-    # 11 feature sets of the full model + 2 per checkpoint (K-timestep, unit) + 1 replayed.
-    assert plan["featurize"] == 17 and plan["featurize_replay"] == 3
-    assert plan["compute_scores"] == 22 and plan["retrac_norm_analyses"] == 1
+    # Tune, test and the datamodel family.
+    assert plan["train_lds_models"] == 4 and plan["make_lds_table"] == 1
+    # 11 feature sets of the full model + 2 per checkpoint (K-timestep, unit) + 1 replayed,
+    # + 2 per ensemble member (loss, square); Journey-TRAK's generated trajectories.
+    assert plan["featurize"] == 21 and plan["featurize_replay"] == 3
+    assert plan["featurize_journey"] == 1 and plan["compute_generation_scores"] == 1
+    # Every score (the generation set is new), every counterfactual (the model is new).
+    assert plan["compute_scores"] == 30 and plan["retrac_norm_analyses"] == 1
+    assert plan["counterfactual_retrain"] == 6 and plan["embed"] == 1
+    assert "train_embedder" not in plan
     # The outlier experiment shares the model section, so its model is retrained too.
     assert plan["train_outlier_model"] == 1 and "prepare_outlier_dataset" not in plan
 

@@ -5,8 +5,12 @@ Implementations (one module per method family):
 - ``pixel``: raw-pixel similarity, dot or cosine (:mod:`dabench.methods.pixel`).
 - ``gradient``, ``trak``, ``d-trak``, ``relative-if``, ``renormalized-if``: gradient-feature
   methods (:mod:`dabench.methods.kernel`).
+- ``journey-trak``: TRAK along the sampling trajectory (:mod:`dabench.methods.kernel`).
 - ``tracincp``, ``gas``, ``diffusion-tracin``, ``diffusion-retrac``: sums over training
   checkpoints (:mod:`dabench.methods.tracin`).
+- ``embedding``: embedding similarity (:mod:`dabench.methods.embedding`).
+- ``trak-ensemble``, ``d-trak-ensemble``, ``empirical-influence``, ``datamodel``: from models
+  retrained on random subsets (:mod:`dabench.methods.retraining`).
 
 Adding a method: write a subclass of :class:`AttributionMethod` in its own module and add one line
 to ``REGISTRY``; naming it in a config's ``methods`` then puts it in every table and figure.
@@ -17,8 +21,12 @@ from __future__ import annotations
 import itertools
 
 from dabench.methods.base import AttributionMethod
-from dabench.methods.kernel import DTRAK, TRAK, GradientSimilarity, RelativeIF, RenormalizedIF
+from dabench.methods.embedding import EmbeddingSimilarity
+from dabench.methods.kernel import (DTRAK, TRAK, GradientSimilarity, JourneyTRAK, RelativeIF,
+                                    RenormalizedIF)
 from dabench.methods.pixel import PixelSimilarity
+from dabench.methods.retraining import (Datamodel, DTRAKEnsemble, EmpiricalInfluence,
+                                        TRAKEnsemble)
 from dabench.methods.tracin import GAS, DiffusionReTrac, DiffusionTracIn, TracInCP
 
 REGISTRY: dict[str, type[AttributionMethod]] = {
@@ -32,6 +40,12 @@ REGISTRY: dict[str, type[AttributionMethod]] = {
     GAS.name: GAS,
     DiffusionTracIn.name: DiffusionTracIn,
     DiffusionReTrac.name: DiffusionReTrac,
+    EmbeddingSimilarity.name: EmbeddingSimilarity,
+    JourneyTRAK.name: JourneyTRAK,
+    TRAKEnsemble.name: TRAKEnsemble,
+    DTRAKEnsemble.name: DTRAKEnsemble,
+    EmpiricalInfluence.name: EmpiricalInfluence,
+    Datamodel.name: Datamodel,
 }
 
 
@@ -69,23 +83,18 @@ def expand(methods: dict) -> dict:
     return out
 
 
-def validate_method_config(entry: dict, checkpoint_steps: list | None = None) -> dict:
-    """Check a config entry (unknown method or parameter, bad value) and fill its defaults.
-
-    Methods over training checkpoints get ``checkpoints`` = ``checkpoint_steps`` (the full model's
-    ``train.checkpoint_steps``) when they leave it empty, and may only name steps from it."""
+def validate_method_config(entry: dict, config: dict | None = None) -> dict:
+    """Check a config entry (unknown method or parameter, bad value) and fill its defaults; with
+    the run's ``config``, also the parameters the method takes from it (:meth:`bind`: the
+    checkpoint methods' ``checkpoints``, the embedding method's ``embedder``, …)."""
     method = build(entry)
-    params = dict(method.params)
-    if "checkpoints" in method.defaults and checkpoint_steps is not None:
-        available = sorted(checkpoint_steps)
-        if not params["checkpoints"]:
-            params["checkpoints"] = available
-        missing = sorted(set(params["checkpoints"]) - set(available))
-        if missing:
-            raise ValueError(f"checkpoints {missing} are not in train.checkpoint_steps {available}")
-        if not params["checkpoints"]:
-            raise ValueError("needs checkpoints of the full model: set train.checkpoint_steps")
-    return {"method": entry["method"], **params}
+    if config is not None:
+        method.bind(config)
+        query_sets = config["lds"]["query_sets"]
+        if not any(method.covers(qs) for qs in query_sets):
+            raise ValueError(f"attributes only {', '.join(method.query_sets)} queries, which are "
+                             f"not in lds.query_sets {query_sets}")
+    return {"method": entry["method"], **method.params}
 
 
 __all__ = ["AttributionMethod", "REGISTRY", "build", "compute_scores", "expand", "method_class",

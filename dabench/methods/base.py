@@ -19,6 +19,9 @@ class AttributionMethod:
     defaults: dict = {}
     # Prefixes of parameter values in the ids of swept methods (``d-trak-K100``).
     abbreviations: dict = {}
+    # The query sets the method defines scores for (None: every one). Journey-TRAK needs a
+    # sampling trajectory, so it attributes generated queries only.
+    query_sets: tuple[str, ...] | None = None
 
     def __init__(self, **params):
         unknown = sorted(set(params) - set(self.defaults))
@@ -31,6 +34,13 @@ class AttributionMethod:
     def variant(self) -> str:
         """A short description of the parameters that distinguish rows of one method in tables."""
         return ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+
+    def bind(self, config: dict) -> None:
+        """Fill the parameters that come from the run's config (checkpoints, embedder, …) and
+        check them against it; raise ValueError naming what is wrong."""
+
+    def covers(self, query_set: str) -> bool:
+        return self.query_sets is None or query_set in self.query_sets
 
     def inputs(self, query_set: str) -> dict[str, str]:
         """name -> path (relative to the run folder) of each artefact :meth:`score` reads."""

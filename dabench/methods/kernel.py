@@ -129,24 +129,33 @@ class TRAK(GradientFeatureMethod):
         """Hook for the influence-function variants: per-training-example rescaling."""
         return scores
 
+    def members(self, inputs) -> list[tuple[KernelSolver, np.ndarray]]:
+        """(solver of the training features, query features) of each model scored with; the
+        scores are their average (one model here, S for the ensembles)."""
+        return [(KernelSolver(load_checked_npy(inputs["train_features"])),
+                 load_checked_npy(inputs["query_features"]))]
+
     def score_all(self, inputs) -> tuple[np.ndarray, dict]:
-        """Scores at the λ with the best tune-subset LDS, and the tune LDS of every λ."""
+        """Scores at the λ with the best tune-subset LDS, and the tune LDS of every λ. λ is
+        relative to each model's mean eigenvalue; an ensemble shares one relative λ."""
         from dabench.lds import lds_per_query
 
-        solver = KernelSolver(load_checked_npy(inputs["train_features"]))
-        queries = load_checked_npy(inputs["query_features"])
+        members = self.members(inputs)
         subsets, outputs = load_npy(inputs["tune_subsets"]), load_npy(inputs["tune_outputs"])
         tune = {}
         best, best_scores = None, None
         for lam in self.params["lambdas"]:
-            scores = self.normalise(solver.scores(queries, lam), solver, lam)
+            scores = np.mean([self.normalise(solver.scores(queries, lam), solver, lam)
+                              for solver, queries in members], axis=0)
             value = float(np.nanmean(lds_per_query(scores, subsets, outputs)))
             tune[lam] = value
             if best is None or value > tune[best]:
                 best, best_scores = lam, scores
+        solver = members[0][0]
         return best_scores, {"lambda_relative": best, "lambda_absolute": solver.absolute(best),
                              "tune_lds_by_lambda": {str(k): v for k, v in tune.items()},
-                             "eigenvalue_scale": solver.scale, "dual": solver.dual}
+                             "eigenvalue_scale": solver.scale, "dual": solver.dual,
+                             "n_models": len(members)}
 
     def score(self, inputs, query_set):
         scores, self.selection = self.score_all(inputs)
@@ -160,6 +169,36 @@ class DTRAK(TRAK):
     name = "d-trak"
     label = "D-TRAK"
     defaults = {**TRAK.defaults, "function": "square"}
+
+
+class JourneyTRAK(TRAK):
+    """Journey-TRAK (Georgiev et al.) as D-TRAK adapts it: the mean over the S sampling steps of
+    the TRAK scores of the generated sample's journey. At step s the model's clean estimate x̂₀⁽ˢ⁾
+    is re-noised at the step's own timestep t_s; the TRAK score is linear in the query feature, so
+    the mean of scores is the score of the mean feature (1/S)Σ_s ∇ℓ(x̂₀⁽ˢ⁾, t_s, ε_s) — the
+    ``journey`` feature. The training side is TRAK's K-timestep loss feature. Generated queries
+    only: a validation image has no trajectory."""
+
+    name = "journey-trak"
+    label = "Journey-TRAK"
+    query_sets = ("generation",)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        if self.params["function"] != "loss":
+            raise ValueError(f"journey-trak uses TRAK's loss on both sides, got function "
+                             f"{self.params['function']!r}")
+
+    @property
+    def journey_spec(self) -> FeatureSpec:
+        return FeatureSpec("loss", schedule="journey", projection=self.params["projection"],
+                           k=self.params["k"])
+
+    def inputs(self, query_set):
+        return {"train_features": layout.features("full", self.spec.id, "train"),
+                "query_features": layout.features("full", self.journey_spec.id, query_set),
+                "tune_subsets": layout.lds_subsets("tune"),
+                "tune_outputs": layout.lds_outputs("tune", query_set)}
 
 
 class RelativeIF(TRAK):

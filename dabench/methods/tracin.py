@@ -47,6 +47,16 @@ class CheckpointMethod(GradientFeatureMethod):
         if not isinstance(steps, list) or not all(isinstance(s, int) and s > 0 for s in steps):
             raise ValueError(f"checkpoints must be a list of positive training steps, got {steps!r}")
 
+    def bind(self, config):
+        available = sorted(config["train"]["checkpoint_steps"])
+        if not self.params["checkpoints"]:
+            self.params["checkpoints"] = available
+        missing = sorted(set(self.params["checkpoints"]) - set(available))
+        if missing:
+            raise ValueError(f"checkpoints {missing} are not in train.checkpoint_steps {available}")
+        if not self.params["checkpoints"]:
+            raise ValueError("needs checkpoints of the full model: set train.checkpoint_steps")
+
     @property
     def checkpoints(self) -> list[int]:
         if not self.params["checkpoints"]:

@@ -1,0 +1,70 @@
+# Counterfactual evaluation (SPEC §5): per (method, generated query) remove the top-k
+# influencers, retrain with the full model's recipe and seeds, regenerate from the same noise.
+
+
+rule counterfactual_retrain:
+    input:
+        unpack(counterfactual_scores),
+        train=run_path(layout.TRAIN_DATA),
+        generation=run_path(layout.GENERATION),
+    output:
+        result=run_path("counterfactual/{cf_method}/query{query}.npz"),
+        model=run_path("models/counterfactual/{cf_method}/query{query}.safetensors"),
+    params:
+        model=config["model"],
+        recipe=dabench_config.training_recipe(config),
+        generation=config["generation"],
+        fraction=config["counterfactual"]["fraction"],
+        seed=config["seed"],
+        resume=lambda wc: run_path(f"partial/counterfactual/{wc.cf_method}_query{wc.query}.safetensors"),
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=3000,
+        runtime=120,
+    log:
+        log_path("counterfactual_retrain/{cf_method}_{query}"),
+    benchmark:
+        bench_path("counterfactual_retrain/{cf_method}_{query}")
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/counterfactual_retrain.py"
+
+
+rule counterfactual_tables:
+    input:
+        unpack(embedder_inputs),
+        results=[r for rs in counterfactual_results().values() for r in rs],
+    output:
+        csv=run_path("tables/counterfactual.csv"),
+        tex=run_path("tables/counterfactual.tex"),
+        per_query=run_path("tables/counterfactual_per_query.csv"),
+    params:
+        results=counterfactual_results(),
+        methods={m: config["methods"][m] for m in COUNTERFACTUAL or []},
+        embedder=EMBEDDER,
+    log:
+        log_path("counterfactual_tables"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/counterfactual_tables.py"
+
+
+rule plot_counterfactual:
+    input:
+        per_query=run_path("tables/counterfactual_per_query.csv"),
+        results=[r for rs in counterfactual_results().values() for r in rs],
+    output:
+        box=[run_path(f"figures/counterfactual_box.{ext}") for ext in ("pdf", "png")],
+        grid=[run_path(f"figures/counterfactual_grid.{ext}") for ext in ("pdf", "png")],
+    params:
+        results=counterfactual_results(),
+        methods={m: config["methods"][m] for m in COUNTERFACTUAL or []},
+    log:
+        log_path("plot_counterfactual"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/plot_counterfactual.py"
