@@ -49,6 +49,7 @@ localrules:
     draw_datamodel_subsets,
     counterfactual_tables,
     plot_counterfactual,
+    make_retraining_table,
 
 
 rule all:

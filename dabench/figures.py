@@ -439,3 +439,48 @@ def plot_counterfactual_grid(results: dict, pdf_path, png_path):
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
     save(fig, pdf_path, png_path)
     plt.close(fig)
+
+
+def plot_retraining(df, pdf_path, png_path):
+    """LDS against the number of retrained models (log₂ axis), one line per method and setting,
+    one panel per query set; dashed: the single full-model method an ensemble averages."""
+    plt = style()
+    query_sets = [q for q in ("validation", "generation") if q in set(df["query_set"])]
+    fig, axes = plt.subplots(1, len(query_sets), figsize=(TWO_COLUMN * 0.8, 2.1), squeeze=False,
+                             sharey=True)
+    lines = df[~df["reference"]]
+    keys = list(dict.fromkeys(zip(lines["method"], lines["setting"])))
+    fams = {key: lines[(lines["method"] == key[0]) & (lines["setting"] == key[1])]["family"].iloc[0]
+            for key in keys}
+    for ax, qs in zip(axes[0], query_sets):
+        for i, key in enumerate(keys):
+            fam = fams[key]
+            same = [k for k in keys if fams[k] == fam]
+            c = shade(fam, same.index(key), len(same))
+            sub = lines[(lines["method"] == key[0]) & (lines["setting"] == key[1])
+                        & (lines["query_set"] == qs)].sort_values("n_models")
+            label = f"{key[0]} ({key[1]})" if key[1] else key[0]
+            ax.errorbar(sub["n_models"], sub["lds"], yerr=[sub["lds"] - sub["ci_low"],
+                        sub["ci_high"] - sub["lds"]], color=c, marker="o", ms=3, capsize=2,
+                        elinewidth=0.6, label=label)
+            ref = df[df["reference"] & (df["method"] == key[0].replace(" (ensemble)", ""))
+                     & (df["setting"] == key[1]) & (df["query_set"] == qs)]
+            for _, row in ref.iterrows():
+                ax.axhline(row["lds"], color=c, ls="--", lw=0.8,
+                           label=f"{row['method']} ({key[1]}), full model")
+        ax.set_xscale("log", base=2)
+        ticks = sorted(set(lines["n_models"].astype(int)))
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.axhline(0, color="black", lw=0.5)
+        ax.set_title(f"{qs.capitalize()} queries")
+        ax.set_xlabel("retrained models (S or M)")
+    _finish_panels(plt, fig, axes[0], "LDS (%)", pdf_path, png_path)
+
+
+def write_retraining_figure(csv_path, pdf_path, png_path) -> None:
+    import pandas as pd
+
+    df = pd.read_csv(csv_path)
+    df["setting"] = df["setting"].fillna("")     # Empirical influence / Datamodel: no setting
+    plot_retraining(df, pdf_path, png_path)

@@ -368,6 +368,6 @@ def evaluate_scores(scores_path, subsets_path, outputs_path, method_id: str, met
                      method=method.name, label=method.label, family=method.family,
                      variant=method.variant, query_set=query_set,
                      n_timesteps=meta.get("n_timesteps"), n_subsets=int(len(subsets)),
-                     subset_family=subset_family)
+                     subset_family=subset_family, n_models=method.params.get("n_models"))
     save_json(out_path, record)
     return record

@@ -10,7 +10,7 @@ import pandas as pd
 from dabench.io import atomic_path, load_json
 
 LDS_COLUMNS = ["method", "variant", "query_set", "n_timesteps", "lds", "ci_low", "ci_high",
-               "n_queries", "n_subsets", "method_id", "family", "subset_family"]
+               "n_queries", "n_subsets", "method_id", "family", "subset_family", "n_models"]
 
 
 def lds_frame(records: list[dict]) -> pd.DataFrame:
@@ -19,6 +19,7 @@ def lds_frame(records: list[dict]) -> pd.DataFrame:
             for r in records]
     df = pd.DataFrame(rows, columns=LDS_COLUMNS)
     df["n_timesteps"] = df["n_timesteps"].astype("Int64")
+    df["n_models"] = pd.to_numeric(df["n_models"]).astype("Int64")
     order = {"reference": 0}
     df["_ref"] = df["family"].map(order).fillna(1)
     df = df.sort_values(["query_set", "_ref", "lds"], ascending=[False, True, False])
@@ -60,6 +61,47 @@ def write_lds_table(record_paths: list, csv_path, tex_path) -> pd.DataFrame:
     df = lds_frame(records)
     write_table(df, csv_path, tex_path,
                 lds_latex(df, "LDS (%) on the test subsets, mean and bootstrap interval"))
+    return df
+
+
+def retraining_frame(lds: pd.DataFrame) -> pd.DataFrame:
+    """D-TRAK Tables 7–8: the methods that use several retrained models (ensembles of S, Empirical
+    influence / Datamodels of M), one row per (method, setting, number of models, query set), and
+    as ``reference`` the single full-model method each ensemble averages (same features)."""
+    multi = lds[lds["n_models"].notna()].copy()
+    multi["setting"] = multi["variant"].astype(str).str.replace(r",?\s*[SM]=\d+$", "", regex=True)
+    refs = []
+    for (label, setting, k), _ in multi.groupby(["method", "setting", "n_timesteps"], dropna=False):
+        base = label.replace(" (ensemble)", "")
+        if base != label:
+            refs.append(lds[(lds["method"] == base) & (lds["variant"].astype(str) == setting)
+                            & (lds["n_timesteps"] == k) & lds["n_models"].isna()]
+                        .assign(setting=setting, reference=True))
+    multi["reference"] = False
+    out = pd.concat([multi, *refs], ignore_index=True)
+    cols = ["method", "setting", "n_models", "reference", "query_set", "n_timesteps", "lds",
+            "ci_low", "ci_high", "n_queries", "n_subsets", "method_id", "family"]
+    return out[cols].sort_values(["query_set", "method", "setting", "reference", "n_models"],
+                                 ascending=[False, True, True, True, True]).reset_index(drop=True)
+
+
+def write_retraining_table(lds_csv, csv_path, tex_path) -> pd.DataFrame:
+    """Workflow stage: ``tables/retraining.csv`` (+ ``.tex``, Tables 7–8 layout) from the LDS table."""
+    df = retraining_frame(pd.read_csv(lds_csv))
+    rows = df[~df["reference"]]
+    setting = rows["setting"].fillna("").astype(str)
+    wide = rows.assign(cell=rows.apply(_fmt_ci, axis=1),
+                       name=rows["method"] + setting.map(lambda s: f" ({s})" if s else ""),
+                       models=rows["n_models"].astype(int))
+    wide = wide.pivot_table(index=["name", "models"], columns="query_set", values="cell",
+                            aggfunc="first").sort_index()
+    wide = wide.reindex(columns=[c for c in ("validation", "generation") if c in wide.columns])
+    wide.columns = [c.capitalize() for c in wide.columns]
+    wide = wide.fillna("--").reset_index().rename(columns={"name": "Method", "models": "Models"})
+    latex = wide.style.hide(axis="index").to_latex(hrules=True, column_format="lr" + "c" * (
+        len(wide.columns) - 2))
+    write_table(df, csv_path, tex_path, "% LDS (%) of the retraining-based methods against the "
+                "number of retrained models (D-TRAK Tables 7-8)\n" + latex)
     return df
 
 

@@ -272,6 +272,9 @@ def final_outputs():
     if lambda_sidecars():
         targets.append(run_path("tables/lambda.csv"))
     targets += [run_path(layout.self_influence(m)) for m in SELF_INFLUENCE_METHODS]
+    if any("n_models" in config["methods"][m] for m in METHOD_IDS):
+        targets += [run_path(f"tables/retraining.{ext}") for ext in ("csv", "tex")]
+        targets += [run_path(f"figures/retraining.{ext}") for ext in ("pdf", "png")]
     targets += retrac_outputs()
     targets += counterfactual_outputs()
     return targets

@@ -60,3 +60,20 @@ rule plot_ablations:
         CONDA_ENV
     script:
         "../scripts/plot_ablations.py"
+
+
+# D-TRAK Tables 7-8: the retraining-based methods against the number of retrained models.
+rule make_retraining_table:
+    input:
+        csv=run_path(layout.LDS_TABLE),
+    output:
+        csv=run_path("tables/retraining.csv"),
+        tex=run_path("tables/retraining.tex"),
+        pdf=run_path("figures/retraining.pdf"),
+        png=run_path("figures/retraining.png"),
+    log:
+        log_path("make_retraining_table"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/make_retraining_table.py"

@@ -162,7 +162,11 @@ def test_retraining_methods_embeddings_and_the_counterfactual(ci_run):
     summary = pd.read_csv(ci_run / "tables/counterfactual.csv")
     assert (summary["n_queries"] == 2).all() and (summary["k"] == k).all()
     assert (summary["median_l2"] > 0).all() and summary["median_cosine"].between(-1, 1).all()
-    for name in ("counterfactual_box", "counterfactual_grid"):
+    # D-TRAK Tables 7-8: the retraining-based methods against the number of models.
+    ret = pd.read_csv(ci_run / "tables/retraining.csv")
+    assert set(ret[~ret.reference]["n_models"]) == {1, 2, 4}
+    assert set(ret[ret.reference]["method_id"]) == {"trak", "d-trak-square"}
+    for name in ("counterfactual_box", "counterfactual_grid", "retraining"):
         for ext in ("pdf", "png"):
             assert (ci_run / f"figures/{name}.{ext}").stat().st_size > 1000
 
