@@ -85,9 +85,10 @@ def retraining_frame(lds: pd.DataFrame) -> pd.DataFrame:
                                  ascending=[False, True, True, True, True]).reset_index(drop=True)
 
 
-def write_retraining_table(lds_csv, csv_path, tex_path) -> pd.DataFrame:
-    """Workflow stage: ``tables/retraining.csv`` (+ ``.tex``, Tables 7–8 layout) from the LDS table."""
-    df = retraining_frame(pd.read_csv(lds_csv))
+def write_retraining_table(record_paths: list, csv_path, tex_path) -> pd.DataFrame:
+    """Workflow stage: ``tables/retraining.csv`` (+ ``.tex``, Tables 7–8 layout) from the LDS
+    records of the retraining-based methods and of the single-model methods they average."""
+    df = retraining_frame(lds_frame([load_json(p) for p in record_paths]))
     rows = df[~df["reference"]]
     setting = rows["setting"].fillna("").astype(str)
     wide = rows.assign(cell=rows.apply(_fmt_ci, axis=1),

@@ -249,6 +249,15 @@ def ablation_records(wildcards=None):
     return [run_path(layout.lds_result(m, qs)) for m in ABLATIONS for qs in METHOD_QUERY_SETS[m]]
 
 
+def retraining_records(wildcards=None):
+    """LDS records of the methods with several retrained models and of the single-model methods
+    the ensembles average (their reference rows): a change elsewhere leaves the table alone."""
+    multi = [m for m in METHOD_IDS if "n_models" in config["methods"][m]]
+    singles = {getattr(build_method(config["methods"][m]), "single", None) for m in multi}
+    refs = [m for m in METHOD_IDS if config["methods"][m]["method"] in singles]
+    return [run_path(layout.lds_result(m, qs)) for m in multi + refs for qs in METHOD_QUERY_SETS[m]]
+
+
 def lambda_sidecars(wildcards=None):
     """Scores sidecars of the methods that chose λ on the tune subsets."""
     return [
@@ -272,7 +281,7 @@ def final_outputs():
     if lambda_sidecars():
         targets.append(run_path("tables/lambda.csv"))
     targets += [run_path(layout.self_influence(m)) for m in SELF_INFLUENCE_METHODS]
-    if any("n_models" in config["methods"][m] for m in METHOD_IDS):
+    if retraining_records():
         targets += [run_path(f"tables/retraining.{ext}") for ext in ("csv", "tex")]
         targets += [run_path(f"figures/retraining.{ext}") for ext in ("pdf", "png")]
     targets += retrac_outputs()

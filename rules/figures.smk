@@ -65,7 +65,7 @@ rule plot_ablations:
 # D-TRAK Tables 7-8: the retraining-based methods against the number of retrained models.
 rule make_retraining_table:
     input:
-        csv=run_path(layout.LDS_TABLE),
+        records=retraining_records,
     output:
         csv=run_path("tables/retraining.csv"),
         tex=run_path("tables/retraining.tex"),

@@ -5,5 +5,5 @@ from dabench.tables import write_retraining_table
 
 with job(snakemake) as smk:
     out = smk.output
-    write_retraining_table(smk.input.csv, out.csv, out.tex)
+    write_retraining_table(smk.input.records, out.csv, out.tex)
     write_retraining_figure(out.csv, out.pdf, out.png)

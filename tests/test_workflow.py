@@ -298,8 +298,10 @@ def ci_config():
 def test_changing_a_method_parameter_reruns_only_its_scores_tables_and_figures(ci_run, ci_config):
     ci_config["methods"]["trak"]["lambdas"] = [0.001, 0.1]
     plan = _planned(ci_run.parent.parent, ci_config)
-    # TRAK's new scores change its removal sets, so its counterfactuals are redone (2 queries).
+    # TRAK's new scores change its removal sets, so its counterfactuals are redone (2 queries),
+    # and its row is the reference of the TRAK ensembles in the retraining table.
     assert plan == {"compute_scores": 1, "evaluate_lds": 1, "make_lds_table": 1, "plot_lds": 1,
+                    "make_retraining_table": 1,
                     "make_ablation_tables": 1, "plot_ablations": 1, "retrac_targeted": 1,
                     "plot_retrac": 1, "counterfactual_retrain": 2, "counterfactual_tables": 1,
                     "plot_counterfactual": 1, "all": 1}
@@ -310,7 +312,8 @@ def test_adding_a_method_runs_only_its_jobs(ci_run, ci_config):
                                      "n_timesteps": 3, "k": 256, "schedule": "cumulative"}
     plan = _planned(ci_run.parent.parent, ci_config)
     # New features (loss, cumulative timesteps), its scores and evaluation, the LDS table and figure.
-    # (Targeted attribution covers every method, so its table and figure follow.)
+    # (Targeted attribution covers every method, so its table and figure follow; the retraining
+    # table does not read a gradient method's record.)
     assert plan == {"featurize": 1, "compute_scores": 1, "evaluate_lds": 1, "make_lds_table": 1,
                     "plot_lds": 1, "retrac_targeted": 1, "plot_retrac": 1, "all": 1}
 

@@ -42,6 +42,7 @@ class EnsembleMixin:
 
     family = "trak"
     abbreviations = {**TRAK.abbreviations, "n_models": "S"}
+    single: str  # the single-model method whose scores the ensemble averages (its reference row)
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -72,12 +73,14 @@ class EnsembleMixin:
 class TRAKEnsemble(EnsembleMixin, TRAK):
     name = "trak-ensemble"
     label = "TRAK (ensemble)"
+    single = TRAK.name
     defaults = {**TRAK.defaults, "n_models": 4}
 
 
 class DTRAKEnsemble(EnsembleMixin, DTRAK):
     name = "d-trak-ensemble"
     label = "D-TRAK (ensemble)"
+    single = DTRAK.name
     defaults = {**DTRAK.defaults, "n_models": 4}
 
 
