@@ -53,6 +53,7 @@ test: setup
 benchmarks: setup
 	$(BIN)/python scripts/benchmarks/retrain_throughput.py
 	$(BIN)/python scripts/benchmarks/featurize_throughput.py
+	$(BIN)/python scripts/benchmarks/shapley_submodels.py
 
 clean:
 	rm -rf results/ci logs/ci .snakemake

@@ -30,6 +30,7 @@ include: "rules/figures.smk"
 include: "rules/retrac.smk"
 include: "rules/embedding.smk"
 include: "rules/counterfactual.smk"
+include: "rules/shapley.smk"
 
 
 # Reductions that take seconds run where snakemake runs, not as cluster jobs.
@@ -50,6 +51,10 @@ localrules:
     counterfactual_tables,
     plot_counterfactual,
     make_retraining_table,
+    shapley_design,
+    shapley_values,
+    shapley_baseline,
+    shapley_tables,
 
 
 rule all:

@@ -87,6 +87,7 @@ def validate(config: dict, check_methods: bool = True) -> dict:
         config["methods"] = methods
         _check_retrac(config)
         counterfactual_methods(config)
+        shapley_plan(config)
     # Key order carries no meaning; making it canonical keeps Snakemake's params comparison from
     # rerunning jobs when a config file lists the same keys in another order.
     _sort_keys(config)
@@ -208,6 +209,33 @@ def counterfactual_methods(config: dict) -> list[str] | None:
         raise ConfigError(f"config key counterfactual.n_queries: {cf['n_queries']} exceeds "
                           f"generation.n_samples={config['generation']['n_samples']}")
     return list(cf["methods"])
+
+
+def shapley_plan(config: dict) -> dict | None:
+    """The group-Shapley branch (checked against ``methods``): ``baselines`` (method ids) and
+    ``counterfactual`` (attribution keys), or None when it does not run."""
+    cfg = config["shapley"]
+    if not cfg["enabled"]:
+        return None
+    from dabench.methods import build
+
+    if "generation" not in config["lds"]["query_sets"]:
+        raise ConfigError("config key shapley.enabled: the baselines are aggregated from scores "
+                          "of the generated samples; add generation to lds.query_sets")
+    scored = sorted(m for m, e in config["methods"].items() if build(e).covers("generation"))
+    baselines = scored if cfg["baselines"] is None else list(cfg["baselines"])
+    unknown = [m for m in baselines if m not in scored]
+    if unknown:
+        raise ConfigError(f"config key shapley.baselines: {', '.join(map(repr, unknown))} not "
+                          f"among the methods scored on the generation set ({', '.join(scored)})")
+    keys = [f"shapley-{w}" for w in ("retrain", "finetune", "sparse")]
+    keys += [f"{m}.{how}" for m in baselines for how in ("mean", "max")]
+    bad = [k for k in cfg["counterfactual"]["methods"] if k not in keys]
+    if bad:
+        raise ConfigError(f"config key shapley.counterfactual.methods: {', '.join(map(repr, bad))} "
+                          f"is not an attribution of this run: shapley-<retrain|finetune|sparse> "
+                          f"or <baseline id>.<mean|max>")
+    return {"baselines": baselines, "counterfactual": list(cfg["counterfactual"]["methods"])}
 
 
 def _check_retrac(config: dict) -> None:

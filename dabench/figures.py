@@ -484,3 +484,68 @@ def write_retraining_figure(csv_path, pdf_path, png_path) -> None:
     df = pd.read_csv(csv_path)
     df["setting"] = df["setting"].fillna("")     # Empirical influence / Datamodel: no setting
     plot_retraining(df, pdf_path, png_path)
+
+
+WAY_COLOURS = {"Sparsified FT": "#8c564b", "FT": "#c49c94", "Retraining": "#4d4d4d"}
+
+
+def plot_shapley_budget(df, prop: str, pdf_path, png_path):
+    """Group LDS of Shapley values against compute budget (1 unit = retraining and evaluating one
+    model), one line per way, one panel per α (sparsified-FT paper Figures 2 and 6)."""
+    plt = style()
+    sub = df[df["property"] == prop]
+    alphas = sorted(set(sub["alpha"]))
+    fig, axes = plt.subplots(1, len(alphas), figsize=(min(TWO_COLUMN, 2.3 * len(alphas) + 1.2),
+                                                      2.0), squeeze=False, sharey=True)
+    for ax, a in zip(axes[0], alphas):
+        for way in [w for w in WAY_COLOURS if w in set(sub["way"])]:
+            line = sub[(sub["way"] == way) & (sub["alpha"] == a)].sort_values("budget")
+            ax.plot(line["budget"], line["lds"], color=WAY_COLOURS[way], marker="o", ms=2.5,
+                    label=way)
+            ax.fill_between(line["budget"], line["ci_low"], line["ci_high"],
+                            color=WAY_COLOURS[way], alpha=0.15, lw=0)
+        ax.axhline(0, color="black", lw=0.5)
+        ax.set_xlabel("compute budget (retrained models)")
+        ax.set_title(f"α = {a}")
+    _finish_panels(plt, fig, axes[0], "group LDS (%)", pdf_path, png_path)
+
+
+def plot_shapley_counterfactual(df, pdf_path, png_path):
+    """Relative change of F after removing each method's top groups, mean ± s.d. over retrain
+    seeds (sparsified-FT paper Figure 3)."""
+    plt = style()
+    df = df.sort_values("change_pct")
+    fig, ax = plt.subplots(figsize=(ONE_COLUMN, 0.35 * len(df) + 0.6))
+    y = np.arange(len(df))
+    ax.barh(y, df["change_pct"], xerr=df["change_sd"], color=[colour(f) for f in df["family"]],
+            height=0.6, error_kw={"elinewidth": 0.6, "capsize": 2})
+    ax.set_yticks(y, df["method"])
+    ax.axvline(0, color="black", lw=0.5)
+    ax.set_xlabel("relative change in F (%)")
+    fig.tight_layout()
+    save(fig, pdf_path, png_path)
+    plt.close(fig)
+
+
+def plot_shapley_samples(rows: dict, pdf_path, png_path):
+    """Samples from the same initial noises of the models retrained without each method's top
+    groups (rows), beside the full-data retrain (sparsified-FT paper Figure 4)."""
+    plt = style()
+    labels = list(rows)
+    cols = max(len(v) for v in rows.values())
+    size = min(0.55, (TWO_COLUMN - 1.2) / cols)
+    fig, axes = plt.subplots(len(labels), cols, figsize=(size * cols + 1.2, size * len(labels)),
+                             squeeze=False)
+    for i, label in enumerate(labels):
+        for j in range(cols):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j < len(rows[label]):
+                img = np.clip((np.asarray(rows[label][j]) + 1) / 2, 0, 1)
+                ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0),
+                          cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1)
+        axes[i][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=6)
+    fig.subplots_adjust(wspace=0.04, hspace=0.04)
+    save(fig, pdf_path, png_path)
+    plt.close(fig)

@@ -147,3 +147,25 @@ def run_dir_of(path, relative: str):
     if path.parts[-len(relative.parts):] != relative.parts:
         raise ValueError(f"{path} does not end in {relative}")
     return path.parents[len(relative.parts) - 1]
+
+# Group Shapley (SPEC §7).
+SHAPLEY_DESIGN = "shapley/design.npz"
+SHAPLEY_GROUPS = "shapley/groups.json"
+SHAPLEY_REFERENCE = "shapley/reference.npz"
+SHAPLEY_PRUNED = "models/shapley/pruned.safetensors"
+
+
+def shapley_chunk(family: str, way: str, chunk: int) -> str:
+    """Submodels of one job: ``family`` kernel (KernelSHAP) or heldout (group LDS)."""
+    return f"shapley/models/{family}/{way}/chunk{chunk}.npz"
+
+
+def shapley_attribution(key: str) -> str:
+    """The file holding attribution ``key``: ``shapley-<way>`` or ``<method id>.<mean|max>``."""
+    if key.startswith("shapley-"):
+        return f"shapley/values/{key[len('shapley-'):]}.json"
+    return f"shapley/baselines/{key.rsplit('.', 1)[0]}.json"
+
+
+def shapley_counterfactual(key: str) -> str:
+    return f"shapley/counterfactual/{key}.npz"

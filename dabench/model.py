@@ -238,8 +238,15 @@ def train(
     stop_after: int | None = None,
     accelerator=None,
     on_step: Callable[[int, float], None] | None = None,
+    init_state: tuple[str, dict] | None = None,
+    masks: dict | None = None,
 ) -> TrainResult:
     """Train a UNet from scratch on ``images[members]`` following :func:`training_plan`.
+
+    Fine-tuning: ``init_state = (identity, state_dict)`` starts from those weights instead of a
+    fresh initialisation (``identity``, e.g. the file's checksum, enters the resume fingerprint);
+    ``masks`` (parameter name -> 0/1 tensor, a pruned model's) are re-applied after every optimizer
+    step so that pruned weights stay zero.
 
     ``images``: (N, C, H, W) float32 in [-1, 1], the whole training set D. Checkpoints at
     ``recipe['checkpoint_steps']`` go to ``checkpoint_dir/step_{s:06d}.safetensors`` (model
@@ -254,11 +261,17 @@ def train(
     channels, resolution = images.shape[1], images.shape[-1]
     plan = training_plan(members, recipe, seed, model_cfg["num_train_timesteps"])
     unet = build_unet(model_cfg, channels, resolution, init_seed)
+    if init_state is not None:
+        unet.load_state_dict(init_state[1])
+    named = dict(unet.named_parameters())
+    mask_pairs = [(named[k], m.to(named[k].dtype)) for k, m in (masks or {}).items()]
     scheduler = build_scheduler(model_cfg)
     params = list(unet.parameters())
     optimizer = torch.optim.AdamW(params, lr=recipe["lr"], weight_decay=recipe["weight_decay"])
     run_id = fingerprint({"members": members.tolist(), "recipe": recipe, "seed": seed,
-                          "init_seed": init_seed, "model": model_cfg, "shape": images.shape})
+                          "init_seed": init_seed, "model": model_cfg, "shape": images.shape,
+                          **({"init": init_state[0]} if init_state is not None else {}),
+                          **({"masks": sorted(masks)} if masks else {})})
     meta = {**(meta or {}), "seed": seed, "init_seed": init_seed, "recipe": recipe,
             "unet_config": unet_config(model_cfg, channels, resolution), "model_config": model_cfg,
             "run_id": run_id,
@@ -306,6 +319,10 @@ def train(
         if recipe["grad_clip"] > 0:
             accelerator.clip_grad_norm_(unet.parameters(), recipe["grad_clip"])
         optimizer.step()
+        if mask_pairs:
+            with torch.no_grad():
+                for p, m in mask_pairs:
+                    p.mul_(m.to(p.device))
         losses[step] = loss.item()
         done = step + 1
         if bar is not None:

@@ -10,10 +10,11 @@ from snakemake.exceptions import WorkflowError
 from dabench import config as dabench_config
 from dabench import layout
 from dabench.ablations import ablation_methods
+from dabench import shapley as dabench_shapley
 from dabench.lds import n_chunks
 from dabench.methods import build as build_method
 from dabench.config import (checkpoint_method_ids, counterfactual_methods, outlier_data_config,
-                            retrac_methods)
+                            retrac_methods, shapley_plan)
 from dabench.counterfactual import RANDOM, choose_queries
 
 try:
@@ -49,6 +50,11 @@ CF_QUERIES = (
     choose_queries(config["generation"]["n_samples"], config["counterfactual"]["n_queries"],
                    config["seed"]) if COUNTERFACTUAL else []
 )
+# Group Shapley (SPEC §7): {"baselines": method ids, "counterfactual": attribution keys} or None.
+SHAPLEY = shapley_plan(config)
+SHAPLEY_WAYS = ["retrain", "finetune", "sparse"]
+shapley_recipes = dabench_shapley.recipes(config)
+
 # Diffusion-ReTrac analyses: (tracin id, retrac id) or None; the checkpoint methods; the outlier
 # experiment's data section (None = not run). Its run folder mirrors this one's layout.
 RETRAC = retrac_methods(config)
@@ -74,6 +80,9 @@ if ABLATIONS and config["ablations"]["query_set"] not in QUERY_SETS:
 
 wildcard_constraints:
     family="tune|test|datamodel",
+    sfamily="kernel|heldout",
+    way="retrain|finetune|sparse",
+    cf_key=r"[^/]+",
     chunk=r"\d+",
     query_set="|".join(layout.QUERY_SETS),
     split="|".join(layout.SPLITS),
@@ -286,4 +295,64 @@ def final_outputs():
         targets += [run_path(f"figures/retraining.{ext}") for ext in ("pdf", "png")]
     targets += retrac_outputs()
     targets += counterfactual_outputs()
+    targets += shapley_outputs()
     return targets
+
+
+def shapley_cfg(*keys, **extra):
+    """The keys of the shapley section a job reads: params changes rerun only what they touch."""
+    return {**{k: config["shapley"][k] for k in keys}, **extra}
+
+
+def shapley_chunks(family, way):
+    """Chunk files of the kernel submodels of ``way`` or of the held-out retrains."""
+    cfg = config["shapley"]
+    n = (cfg["submodels"][way] if family == "kernel"
+         else len(cfg["lds"]["alphas"]) * cfg["lds"]["n_subsets"])
+    per_job = cfg["submodels_per_job"]
+    return [run_path(layout.shapley_chunk(family, way, c)) for c in range(-(-n // per_job))]
+
+
+def shapley_way_chunks(wildcards=None):
+    return {way: shapley_chunks("kernel", way) for way in SHAPLEY_WAYS}
+
+
+def shapley_submodel_inputs(wildcards):
+    """What a submodel job starts from: the pruned model for sparsified fine-tuning."""
+    return {"pruned": run_path(layout.SHAPLEY_PRUNED)} if wildcards.way == "sparse" else {}
+
+
+def shapley_cf_inputs(wildcards):
+    """The removal ranking comes from the attributions (the ``full`` reference needs none)."""
+    if wildcards.cf_key == "full":
+        return {}
+    return {"attributions": run_path(layout.shapley_attribution(wildcards.cf_key))}
+
+
+def shapley_attribution_files(wildcards=None):
+    """Every group attribution: the Shapley values of each way and each aggregated baseline."""
+    keys = [f"shapley-{w}" for w in SHAPLEY_WAYS] + [f"{m}.mean" for m in SHAPLEY["baselines"]]
+    return [run_path(layout.shapley_attribution(k)) for k in keys]
+
+
+def shapley_counterfactual_results(wildcards=None):
+    keys = ["full"] + SHAPLEY["counterfactual"]
+    return {k: run_path(layout.shapley_counterfactual(k)) for k in keys}
+
+
+SHAPLEY_OUTPUTS = {
+    "lds_csv": "tables/shapley_lds.csv", "lds_tex": "tables/shapley_lds.tex",
+    "runtime_csv": "tables/shapley_runtime.csv", "runtime_tex": "tables/shapley_runtime.tex",
+    "budget_csv": "tables/shapley_budget.csv",
+    "budget_pdf": "figures/shapley_budget.pdf", "budget_png": "figures/shapley_budget.png",
+    "cf_csv": "tables/shapley_counterfactual.csv", "cf_tex": "tables/shapley_counterfactual.tex",
+    "cf_pdf": "figures/shapley_counterfactual.pdf", "cf_png": "figures/shapley_counterfactual.png",
+    "grid_pdf": "figures/shapley_samples.pdf", "grid_png": "figures/shapley_samples.png",
+    "values_csv": "tables/shapley_values.csv",
+}
+
+
+def shapley_outputs():
+    if not SHAPLEY:
+        return []
+    return [run_path(p) for p in SHAPLEY_OUTPUTS.values()]

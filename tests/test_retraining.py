@@ -202,7 +202,8 @@ def test_clip_embedder_reads_a_local_clip_model(tmp_path):
 
 def test_embedding_method_takes_the_runs_embedder(cfg):
     c = C.validate(dict(cfg, methods={"e": {"method": "embedding", "similarity": "cosine"}},
-                        embedder={"kind": "clip", "path": "x"}, counterfactual={"enabled": False}))
+                        embedder={"kind": "clip", "path": "x"}, counterfactual={"enabled": False},
+                        shapley={"enabled": False}))
     m = methods.build(c["methods"]["e"])
     assert m.label == "CLIP similarity" and m.inputs("validation")["train"] == "embeddings/clip/train.npy"
     with pytest.raises(C.ConfigError, match="embedder 'clip' is not the run's embedder.kind 'classifier'"):

@@ -23,7 +23,8 @@ CLUSTER = REPO / "scripts" / "slurm" / "local_cluster.sh"
 GPU_RULES = {"train_full_model", "generate_samples", "train_lds_models", "featurize",
              "featurize_replay", "retrac_norm_analyses", "train_outlier_model",
              "featurize_outliers", "featurize_replay_outliers", "featurize_journey",
-             "counterfactual_retrain"}
+             "counterfactual_retrain", "shapley_reference", "shapley_prune",
+             "shapley_submodels", "shapley_counterfactual"}
 
 
 def _cluster_available() -> str | None:

@@ -171,6 +171,57 @@ def test_retraining_methods_embeddings_and_the_counterfactual(ci_run):
             assert (ci_run / f"figures/{name}.{ext}").stat().st_size > 1000
 
 
+def test_group_shapley_branch(ci_run):
+    """SPEC §7 end to end on ci: groups, submodels three ways, efficiency of the Shapley values,
+    baselines aggregated to groups, group LDS, runtime, counterfactual, figures."""
+    from dabench import config as C
+    from dabench import io
+
+    cfg = C.load(REPO / "configs/ci.yaml")["shapley"]
+    groups = json.loads((ci_run / "shapley/groups.json").read_text())
+    n = groups["n_groups"]
+    assert n == 10 and sum(groups["sizes"]) == C.load(REPO / "configs/ci.yaml")["data"]["n_train"]
+    ref = json.loads((ci_run / "shapley/reference.json").read_text())
+    values = pd.read_csv(ci_run / "tables/shapley_values.csv")
+    for way in ("retrain", "finetune", "sparse"):
+        side = json.loads((ci_run / f"shapley/values/{way}.json").read_text())[f"shapley-{way}"]
+        assert side["n_submodels"] == cfg["submodels"][way]
+        for prop, beta in side["values"].items():      # efficiency: Σβ = F(θ_D) − F(θ_∅)
+            assert len(beta) == n
+            assert sum(beta) == pytest.approx(ref["full"][prop] - ref["empty"][prop], abs=1e-6)
+    # Baselines: per-example generation scores averaged over queries, then mean / max per group.
+    design = io.load_npz(ci_run / "shapley/design.npz")
+    per_example = np.load(ci_run / "scores/trak/generation.npy").mean(0)
+    trak_max = values[(values.key == "trak.max") & (values.property == "inception")]
+    expected = [per_example[design["groups"] == g].max() for g in range(n)]
+    np.testing.assert_allclose(trak_max.sort_values("group")["value"], expected, rtol=1e-5)
+    # The sparsified model keeps 70% of its prunable weights; every way has its runtime.
+    pruned = json.loads((ci_run / "models/shapley/pruned.json").read_text())
+    assert pruned["nonzero"] < pruned["parameters"] and pruned["ratio"] == 0.3
+    runtime = pd.read_csv(ci_run / "tables/shapley_runtime.csv")
+    assert {"Retraining", "FT", "Sparsified FT"} <= set(runtime["way"])
+    assert (runtime["minutes"] > 0).all()
+    lds = pd.read_csv(ci_run / "tables/shapley_lds.csv")
+    keys = {f"shapley-{w}" for w in ("retrain", "finetune", "sparse")}
+    keys |= {f"{m}.{h}" for m in cfg["baselines"] for h in ("mean", "max")}
+    assert set(lds["key"]) == keys and len(lds) == len(keys) * 3 * len(cfg["lds"]["alphas"])
+    assert lds["lds"].dropna().between(-100, 100).all() and (lds["n_subsets"] == 4).all()
+    budget = pd.read_csv(ci_run / "tables/shapley_budget.csv")
+    assert set(budget["way"]) == {"Retraining", "FT", "Sparsified FT"}
+    # Counterfactual: the top 40% groups (4 of 10) by the Shapley values of the main property.
+    cf = pd.read_csv(ci_run / "tables/shapley_counterfactual.csv")
+    assert set(cf["key"]) == {"shapley-sparse", "pixel-cosine.max"} and (cf["n_seeds"] == 2).all()
+    sparse = json.loads((ci_run / "shapley/values/sparse.json").read_text())["shapley-sparse"]
+    top = np.argsort(-np.asarray(sparse["values"]["inception"]), kind="stable")[:4]
+    res = io.load_npz(ci_run / "shapley/counterfactual/shapley-sparse.npz")
+    assert sorted(res["removed"].tolist()) == sorted(top.tolist())
+    assert res["values"].shape == (2, 3) and res["images"].shape[0] == 8
+    for name in ("shapley_budget", "shapley_counterfactual", "shapley_samples"):
+        for ext in ("pdf", "png"):
+            assert (ci_run / f"figures/{name}.{ext}").stat().st_size > 1000
+    assert "Sparsified FT" in (ci_run / "tables/shapley_runtime.tex").read_text()
+
+
 def test_retrac_outputs_and_the_outlier_run(ci_run):
     """Checkpoint features, replayed training gradients, self-influence, the ReTrac tables and
     figures, and the outlier experiment's own run folder with the same layout."""
@@ -299,9 +350,10 @@ def test_changing_a_method_parameter_reruns_only_its_scores_tables_and_figures(c
     ci_config["methods"]["trak"]["lambdas"] = [0.001, 0.1]
     plan = _planned(ci_run.parent.parent, ci_config)
     # TRAK's new scores change its removal sets, so its counterfactuals are redone (2 queries),
-    # and its row is the reference of the TRAK ensembles in the retraining table.
+    # its row is the reference of the TRAK ensembles in the retraining table, and it is a
+    # group-Shapley baseline (its group scores and the Shapley tables; no counterfactual uses it).
     assert plan == {"compute_scores": 1, "evaluate_lds": 1, "make_lds_table": 1, "plot_lds": 1,
-                    "make_retraining_table": 1,
+                    "make_retraining_table": 1, "shapley_baseline": 1, "shapley_tables": 1,
                     "make_ablation_tables": 1, "plot_ablations": 1, "retrac_targeted": 1,
                     "plot_retrac": 1, "counterfactual_retrain": 2, "counterfactual_tables": 1,
                     "plot_counterfactual": 1, "all": 1}

@@ -1,0 +1,193 @@
+# Group attribution of global properties (SPEC §7): groups and subsets, the reference F values,
+# the pruned model, submodels three ways, Shapley values and baselines, counterfactual, tables.
+
+
+rule shapley_design:
+    input:
+        train=run_path(layout.TRAIN_DATA),
+    output:
+        design=run_path(layout.SHAPLEY_DESIGN),
+        groups=run_path(layout.SHAPLEY_GROUPS),
+    params:
+        cfg=shapley_cfg("lds", "submodels"),
+        seed=config["seed"],
+    log:
+        log_path("shapley_design"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/shapley_design.py"
+
+
+rule shapley_reference:
+    input:
+        full=run_path(layout.FULL_MODEL),
+        classifier=run_path(layout.EMBEDDER_MODEL),
+    output:
+        reference=run_path(layout.SHAPLEY_REFERENCE),
+        json=run_path("shapley/reference.json"),
+    params:
+        model=config["model"],
+        generation=config["generation"],
+        cfg=shapley_cfg("n_samples", "n_clusters", "percentile"),
+        seed=config["seed"],
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=2000,
+        runtime=30,
+    log:
+        log_path("shapley_reference"),
+    benchmark:
+        bench_path("shapley_reference")
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/shapley_reference.py"
+
+
+rule shapley_prune:
+    input:
+        full=run_path(layout.FULL_MODEL),
+        train=run_path(layout.TRAIN_DATA),
+    output:
+        pruned=run_path(layout.SHAPLEY_PRUNED),
+        json=run_path(layout.SHAPLEY_PRUNED.replace(".safetensors", ".json")),
+    params:
+        model=config["model"],
+        recipe=shapley_recipes["recovery"],
+        ratio=config["shapley"]["prune"]["ratio"],
+        seed=config["seed"],
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=2000,
+        runtime=60,
+    log:
+        log_path("shapley_prune"),
+    benchmark:
+        bench_path("shapley_prune")
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/shapley_prune.py"
+
+
+rule shapley_submodels:
+    input:
+        unpack(shapley_submodel_inputs),
+        train=run_path(layout.TRAIN_DATA),
+        design=run_path(layout.SHAPLEY_DESIGN),
+        reference=run_path(layout.SHAPLEY_REFERENCE),
+        classifier=run_path(layout.EMBEDDER_MODEL),
+        full=run_path(layout.FULL_MODEL),
+    output:
+        chunk=run_path("shapley/models/{sfamily}/{way}/chunk{chunk}.npz"),
+    params:
+        model=config["model"],
+        generation=config["generation"],
+        cfg=lambda wc: shapley_cfg("n_samples", "percentile",
+                                   submodels={wc.way: config["shapley"]["submodels"][wc.way]}),
+        seed=config["seed"],
+        recipe=lambda wc: shapley_recipes[wc.way],
+        per_job=config["shapley"]["submodels_per_job"],
+        partial=lambda wc: run_path(f"partial/shapley/{wc.sfamily}/{wc.way}/chunk{wc.chunk}"),
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=3000,
+        runtime=240,
+    log:
+        log_path("shapley_submodels/{sfamily}_{way}_{chunk}"),
+    benchmark:
+        bench_path("shapley_submodels/{sfamily}_{way}_{chunk}")
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/shapley_submodels.py"
+
+
+rule shapley_values:
+    input:
+        design=run_path(layout.SHAPLEY_DESIGN),
+        reference=run_path("shapley/reference.json"),
+        chunks=lambda wc: shapley_chunks("kernel", wc.way),
+    output:
+        json=run_path("shapley/values/{way}.json"),
+    log:
+        log_path("shapley_values/{way}"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/shapley_values.py"
+
+
+rule shapley_baseline:
+    input:
+        design=run_path(layout.SHAPLEY_DESIGN),
+        scores=run_path("scores/{method_id}/generation.npy"),
+    output:
+        json=run_path("shapley/baselines/{method_id}.json"),
+    params:
+        entry=lambda wc: config["methods"][wc.method_id],
+    log:
+        log_path("shapley_baseline/{method_id}"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/shapley_baseline.py"
+
+
+rule shapley_counterfactual:
+    input:
+        unpack(shapley_cf_inputs),
+        train=run_path(layout.TRAIN_DATA),
+        design=run_path(layout.SHAPLEY_DESIGN),
+        reference=run_path(layout.SHAPLEY_REFERENCE),
+        classifier=run_path(layout.EMBEDDER_MODEL),
+    output:
+        result=run_path("shapley/counterfactual/{cf_key}.npz"),
+    params:
+        model=config["model"],
+        generation=config["generation"],
+        cfg=shapley_cfg("n_samples", "percentile", "property", "counterfactual"),
+        seed=config["seed"],
+        recipe=shapley_recipes["retrain"],
+        partial=lambda wc: run_path(f"partial/shapley/counterfactual/{wc.cf_key}"),
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=3000,
+        runtime=120,
+    log:
+        log_path("shapley_counterfactual/{cf_key}"),
+    benchmark:
+        bench_path("shapley_counterfactual/{cf_key}")
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/shapley_counterfactual.py"
+
+
+rule shapley_tables:
+    input:
+        design=run_path(layout.SHAPLEY_DESIGN),
+        reference=run_path("shapley/reference.json"),
+        attributions=shapley_attribution_files if SHAPLEY else [],
+        pruned=run_path(layout.SHAPLEY_PRUNED.replace(".safetensors", ".json")),
+        heldout=shapley_chunks("heldout", "retrain") if SHAPLEY else [],
+        chunks=[c for cs in shapley_way_chunks().values() for c in cs] if SHAPLEY else [],
+        counterfactual=list(shapley_counterfactual_results().values()) if SHAPLEY else [],
+    output:
+        **{k: run_path(v) for k, v in SHAPLEY_OUTPUTS.items()},
+    params:
+        way_chunks=shapley_way_chunks() if SHAPLEY else {},
+        counterfactual=shapley_counterfactual_results() if SHAPLEY else {},
+        cfg=config["shapley"],
+        seed=config["seed"],
+    log:
+        log_path("shapley_tables"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/shapley_tables.py"

@@ -1,0 +1,9 @@
+"""Snakemake adapter: retrain without one attribution's top groups (or on all: ``full``)."""
+from dabench.runtime import job
+from dabench.shapley import run_counterfactual
+
+with job(snakemake) as smk:
+    p, i = smk.params, smk.input
+    run_counterfactual(smk.wildcards.cf_key, i.get("attributions"), i.train, i.design, i.classifier,
+                       i.reference, p.model, p.generation, p.recipe, p.cfg, p.seed,
+                       smk.output.result, p.partial)

@@ -1,0 +1,147 @@
+"""Group Shapley (SPEC §7): KernelSHAP against exact Shapley values by enumeration, the kernel
+sampler, the properties on cases computed by hand, group LDS and aggregation, pruning."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dabench import model as M
+from dabench import properties as P
+from dabench import shapley as S
+
+
+def _game(n, seed=0):
+    """A non-additive game: weights, pairwise interactions and a saturating term."""
+    rng = np.random.default_rng(seed)
+    w, inter = rng.normal(size=n), rng.normal(size=(n, n)) * 0.5
+
+    def value(s):
+        idx = np.array(sorted(s), dtype=int)
+        z = np.zeros(n)
+        z[idx] = 1
+        return w @ z + z @ np.triu(inter, 1) @ z + 2 * np.sqrt(z.sum())
+    return value
+
+
+def test_exact_shapley_of_an_additive_game_is_its_weights():
+    w = np.array([0.5, -1.0, 2.0, 0.0])
+    phi = S.exact_shapley(lambda s: sum(w[i] for i in s) + 3.0, 4)
+    np.testing.assert_allclose(phi, w, atol=1e-12)
+
+
+def test_exact_shapley_of_the_glove_game():
+    # Player 0 holds a left glove, players 1 and 2 right gloves: v = 1 for a pair.
+    # By hand: φ_0 = 2/3, φ_1 = φ_2 = 1/6.
+    phi = S.exact_shapley(lambda s: float(0 in s and (1 in s or 2 in s)), 3)
+    np.testing.assert_allclose(phi, [2 / 3, 1 / 6, 1 / 6], atol=1e-12)
+
+
+def test_kernel_shap_over_every_subset_with_kernel_weights_is_exact():
+    n = 6
+    value = _game(n)
+    subsets = np.array([[i in c for i in range(n)] for k in range(1, n)
+                        for c in map(set, __import__("itertools").combinations(range(n), k))])
+    values = np.array([value(set(np.flatnonzero(s))) for s in subsets])
+    weights = np.array([S.shapley_kernel_weight(n, int(s.sum())) for s in subsets])
+    beta = S.kernel_shap(subsets, values, value(set()), value(set(range(n))), weights)
+    np.testing.assert_allclose(beta, S.exact_shapley(value, n), atol=1e-9)
+
+
+def test_kernel_shap_from_sampled_subsets_converges_and_is_efficient():
+    n = 8
+    value = _game(n, seed=1)
+    exact = S.exact_shapley(value, n)
+    f0, fd = value(set()), value(set(range(n)))
+    errors = []
+    for m in (40, 4000):
+        z = S.draw_kernel_subsets(n, m, seed=3)
+        beta = S.kernel_shap(z, [value(set(np.flatnonzero(s))) for s in z], f0, fd)
+        assert beta.sum() == pytest.approx(fd - f0, abs=1e-9)     # efficiency, exactly
+        errors.append(np.abs(beta - exact).max())
+    assert errors[1] < 0.05 * np.abs(exact).max() and errors[1] < errors[0]
+
+
+def test_kernel_subsets_are_antithetic_pairs_with_kernel_sizes():
+    z = S.draw_kernel_subsets(10, 20000, seed=0)
+    assert (z[0::2] == ~z[1::2]).all()
+    assert z.sum(1).min() >= 1 and z.sum(1).max() <= 9
+    freq = np.bincount(z.sum(1), minlength=10)[1:] / len(z)
+    np.testing.assert_allclose(freq, S.kernel_size_probabilities(10), atol=0.01)
+    assert (S.draw_kernel_subsets(10, 6, seed=0) == z[:6]).all()    # a prefix is the same draw
+
+
+def test_group_subsets_have_the_alpha_size_and_bad_alpha_is_named():
+    z = S.draw_group_subsets(10, 0.25, 50, seed=0, purpose="test")
+    assert (z.sum(1) == 2).all() and len({r.tobytes() for r in z}) > 10
+    with pytest.raises(ValueError, match="shapley.lds.alphas"):
+        S.draw_group_subsets(3, 0.1, 5, seed=0, purpose="test")
+
+
+def test_group_lds_of_the_true_additive_attribution_is_100():
+    n, rng = 10, np.random.default_rng(0)
+    tau = rng.normal(size=n)
+    z = S.draw_group_subsets(n, 0.5, 30, seed=1, purpose="test")
+    res = S.group_lds(tau, z, z @ tau)
+    assert res["lds"] == pytest.approx(100) and res["n_subsets"] == 30
+    assert S.group_lds(-tau, z, z @ tau)["lds"] == pytest.approx(-100)
+
+
+def test_aggregation_and_top_groups_by_hand():
+    groups = np.array([0, 0, 1, 1, 1])
+    scores = np.array([[1.0, 3.0, 0.0, 4.0, -1.0], [3.0, 1.0, 2.0, 0.0, -1.0]])   # mean: 2 2 1 2 -1
+    np.testing.assert_allclose(S.aggregate(scores, groups, 2, "mean"), [2.0, 2 / 3])
+    np.testing.assert_allclose(S.aggregate(scores, groups, 2, "max"), [2.0, 2.0])
+    assert S.top_groups(np.array([0.1, 0.5, -0.2, 0.5, 0.0]), 0.4).tolist() == [1, 3]
+    with pytest.raises(ValueError, match="aggregation"):
+        S.aggregate(scores, groups, 2, "median")
+
+
+def test_inception_score_entropy_and_margin_by_hand():
+    one_hot = np.eye(4)[[0, 1, 2, 3, 0, 1, 2, 3]]
+    assert P.inception_score(one_hot) == pytest.approx(4.0, rel=1e-6)
+    assert P.inception_score(np.full((5, 4), 0.25)) == pytest.approx(1.0)
+    centroids = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    x = np.array([[0.1, 0], [9, 0.5], [0, 11], [1, 1], [10, 1], [1, 9]])
+    assert P.cluster_entropy(x, centroids) == pytest.approx(math.log(3))
+    assert P.cluster_entropy(x[:1], centroids) == pytest.approx(0.0)
+    np.testing.assert_allclose(P.logit_margin(np.array([[1.0, 3.0, 2.5], [0.0, -1.0, 4.0]])),
+                               [0.5, 4.0])
+
+
+def test_ward_clusters_recover_separated_blobs():
+    rng = np.random.default_rng(0)
+    centers = np.array([[0, 0], [20, 0], [0, 20]], float)
+    x = np.concatenate([c + rng.normal(size=(15, 2)) for c in centers])
+    cent = P.fit_clusters(x, 3)
+    assert len(cent) == 3
+    assert np.sort(np.bincount(P.assign(x, cent))).tolist() == [15, 15, 15]
+
+
+def test_magnitude_pruning_removes_the_smallest_weights_and_fine_tuning_keeps_them_zero(cfg):
+    unet = M.build_unet(cfg["model"], 1, 8, init_seed=0)
+    masks = S.magnitude_masks(unet, 0.4)
+    named = dict(unet.named_parameters())
+    kept = torch.cat([named[k].detach().abs()[m.bool()] for k, m in masks.items()])
+    gone = torch.cat([named[k].detach().abs()[~m.bool()] for k, m in masks.items()])
+    assert gone.numel() / (gone.numel() + kept.numel()) == pytest.approx(0.4, abs=1e-3)
+    assert gone.max() <= kept.min()
+    counts = S.count_parameters(unet, masks)
+    assert counts["parameters"] - counts["nonzero"] == gone.numel()
+    S.apply_masks(unet, masks)
+    images = np.random.default_rng(0).uniform(-1, 1, (16, 1, 8, 8)).astype(np.float32)
+    recipe = {"steps": 5, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 0,
+              "grad_clip": 1.0, "checkpoint_steps": [], "resume_every": 100,
+              "mixed_precision": "no"}
+    state = {k: v.clone() for k, v in unet.state_dict().items()}
+    tuned = M.train(images, np.arange(8), cfg["model"], recipe, seed=1, init_seed=99,
+                    init_state=("pruned", state), masks=masks).unet
+    after = dict(tuned.named_parameters())
+    assert all((after[k].detach()[~m.bool()] == 0).all() for k, m in masks.items())
+    # It started from the given weights (not init_seed's) and moved.
+    moved = [not torch.equal(after[k].detach(), state[k]) for k in masks]
+    assert any(moved)
+    unmasked = M.train(images, np.arange(8), cfg["model"], recipe, seed=1, init_seed=99,
+                       init_state=("pruned", state)).unet
+    assert any((dict(unmasked.named_parameters())[k].detach()[~m.bool()] != 0).any()
+               for k, m in masks.items())
