@@ -42,7 +42,9 @@ rule draw_datamodel_subsets:
         "../scripts/draw_datamodel_subsets.py"
 
 
+# The longest jobs and on the LDS critical path: started before shorter jobs that are ready too.
 rule train_lds_models:
+    priority: 10
     input:
         unpack(query_inputs),
         train=run_path(layout.TRAIN_DATA),
