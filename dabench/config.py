@@ -228,7 +228,9 @@ def shapley_plan(config: dict) -> dict | None:
     if unknown:
         raise ConfigError(f"config key shapley.baselines: {', '.join(map(repr, unknown))} not "
                           f"among the methods scored on the generation set ({', '.join(scored)})")
-    keys = [f"shapley-{w}" for w in ("retrain", "finetune", "sparse")]
+    from dabench.shapley import WAYS
+
+    keys = [f"shapley-{w}" for w in WAYS]
     keys += [f"{m}.{how}" for m in baselines for how in ("mean", "max")]
     bad = [k for k in cfg["counterfactual"]["methods"] if k not in keys]
     if bad:

@@ -158,30 +158,21 @@ def aggregate(scores: np.ndarray, groups: np.ndarray, n_groups: int, how: str) -
     return out
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")
-    return float(spearmanr(a, b).statistic)
-
-
 def group_lds(attribution: np.ndarray, subsets: np.ndarray, values: np.ndarray,
               n_boot: int = 1000, seed: int = 0) -> dict:
     """Group LDS (paper Eq. 10): Spearman between F(θ_S) of the held-out retrains and
     Σ_{i∈S} τ_i, in percent, with a 95% bootstrap interval over the held-out subsets."""
+    from dabench.lds import spearman_rows
+
     pred = np.asarray(subsets, np.float64) @ np.asarray(attribution, np.float64)
     values = np.asarray(values, np.float64)
-    lds = spearman(pred, values)
+    lds = spearman_rows(pred[None], values[None])[0]
+    # Every bootstrap resample at once (rows of indices), NaN where a resample is constant.
     rng = np.random.default_rng(derive_seed(seed, "group-lds-bootstrap"))
-    boots = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(values), len(values))
-        r = spearman(pred[idx], values[idx])
-        if np.isfinite(r):
-            boots.append(r)
-    lo, hi = (np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan))
+    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
+    boots = spearman_rows(pred[idx], values[idx])
+    boots = boots[np.isfinite(boots)]
+    lo, hi = (np.percentile(boots, [2.5, 97.5]) if boots.size else (np.nan, np.nan))
     return {"lds": 100 * lds, "ci_low": 100 * lo, "ci_high": 100 * hi,
             "n_subsets": int(len(values))}
 
@@ -575,7 +566,7 @@ def write_tables(design_path, reference_json, attribution_paths: list, heldout_c
     from dabench import figures
     from dabench.io import atomic_path, load_json, load_npz
     from dabench.properties import PROPERTIES, PROPERTY_LABELS
-    from dabench.tables import write_table
+    from dabench.tables import _fmt_ci, write_table
 
     design, reference = load_npz(design_path), load_json(reference_json)
     attributions = load_attributions(attribution_paths)
@@ -593,9 +584,7 @@ def write_tables(design_path, reference_json, attribution_paths: list, heldout_c
                         for k, v in attributions.items()
                         for r in _lds_rows(design, heldout, {p: np.asarray(x) for p, x in
                                                             v["values"].items()}, alphas, seed)])
-    cell = lds.apply(lambda r: "--" if not np.isfinite(r["lds"]) else
-                     f"{r['lds']:.2f} ({r['ci_low']:.2f}, {r['ci_high']:.2f})", axis=1)
-    wide = lds.assign(cell=cell, column=lds["property"].map(PROPERTY_LABELS) + ", α="
+    wide = lds.assign(cell=lds.apply(_fmt_ci, axis=1), column=lds["property"].map(PROPERTY_LABELS) + ", α="
                       + lds["alpha"].astype(str)).pivot_table(
         index="method", columns="column", values="cell", aggfunc="first", sort=False)
     wide = wide.reset_index().rename(columns={"method": "Method"})

@@ -52,7 +52,7 @@ CF_QUERIES = (
 )
 # Group Shapley (SPEC §7): {"baselines": method ids, "counterfactual": attribution keys} or None.
 SHAPLEY = shapley_plan(config)
-SHAPLEY_WAYS = ["retrain", "finetune", "sparse"]
+SHAPLEY_WAYS = list(dabench_shapley.WAYS)
 shapley_recipes = dabench_shapley.recipes(config)
 
 # Diffusion-ReTrac analyses: (tracin id, retrac id) or None; the checkpoint methods; the outlier
