@@ -24,6 +24,29 @@ FAMILY_COLOURS = {
 }
 
 
+FAMILY_LABELS = {
+    "reference": "reference",
+    "similarity": "similarity-based",
+    "gradient": "gradient (no kernel)",
+    "trak": "TRAK family (kernel)",
+    "influence": "normalised influence",
+    "tracin": "checkpoint-based (TracIn)",
+    "retraining": "retraining-based",
+    "shapley": "group Shapley",
+}
+
+
+def family_legend(fig, families, **kwargs) -> None:
+    """One legend of the method families shown (their colours are the same in every figure),
+    centred under the panels."""
+    from matplotlib.patches import Patch
+
+    shown = [f for f in FAMILY_COLOURS if f in set(families) and f != "reference"]
+    handles = [Patch(color=colour(f), label=FAMILY_LABELS.get(f, f)) for f in shown]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), frameon=False,
+               fontsize=6.5, bbox_to_anchor=(0.5, 0.0), **kwargs)
+
+
 def style():
     import matplotlib
 
@@ -52,6 +75,36 @@ def save(fig, pdf_path, png_path) -> None:
             fig.savefig(tmp, format=fmt)
 
 
+def show_image(ax, img, frame: str | None = None) -> None:
+    """One image in [-1, 1] (C, H, W) on an axis without ticks; ``frame`` colours its border."""
+    img = np.clip((np.asarray(img, dtype=np.float32) + 1) / 2, 0, 1)
+    ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0),
+              cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(frame is not None)
+        if frame is not None:
+            spine.set_edgecolor(frame)
+            spine.set_linewidth(1.5)
+
+
+def blank(ax) -> None:
+    ax.set_axis_off()
+
+
+def image_grid(plt, rows: int, cols: int, cell: float, left: float = 0.0, top: float = 0.0):
+    """A figure of rows × cols square image cells of ``cell`` inches, 5% gaps, with ``left`` /
+    ``top`` inches kept free for row labels and column titles (no stretched gaps)."""
+    gap = 0.05
+    width = left + cell * (cols + gap * (cols - 1)) + 0.02
+    height = top + cell * (rows + gap * (rows - 1)) + 0.02
+    fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
+    fig.subplots_adjust(left=left / width, right=1 - 0.01 / width, bottom=0.01 / height,
+                        top=1 - top / height, wspace=gap, hspace=gap)
+    return fig, axes
+
+
 def plot_lds(df, pdf_path, png_path):
     """Horizontal bars of LDS (%) per method with bootstrap intervals, one panel per query set;
     the retraining ceiling drawn as a dashed line."""
@@ -59,7 +112,7 @@ def plot_lds(df, pdf_path, png_path):
     query_sets = [q for q in ("validation", "generation") if q in set(df["query_set"])]
     methods = df[df["family"] != "reference"]
     names = list(dict.fromkeys(row_names(methods)))
-    height = 0.6 + 0.22 * max(len(names), 1)
+    height = 1.0 + 0.22 * max(len(names), 1)
     fig, axes = plt.subplots(1, len(query_sets), figsize=(TWO_COLUMN, height), sharey=True,
                              squeeze=False)
     for ax, qs in zip(axes[0], query_sets):
@@ -68,18 +121,24 @@ def plot_lds(df, pdf_path, png_path):
         err = np.vstack([sub["lds"] - sub["ci_low"], sub["ci_high"] - sub["lds"]])
         ax.barh(y, sub["lds"], xerr=err, color=[colour(f) for f in sub["family"]], height=0.7,
                 error_kw={"elinewidth": 0.6, "capsize": 1.5})
+        for missing in sorted(set(range(len(names))) - set(y.tolist())):
+            ax.text(0.01, missing, " not defined for these queries", transform=ax.get_yaxis_transform(),
+                    va="center", fontsize=5.5, color="#8c8c8c")
         ceiling = df[(df["family"] == "reference") & (df["query_set"] == qs)]
         for _, row in ceiling.iterrows():
-            ax.axvline(row["lds"], color=colour("reference"), ls="--", lw=0.8,
-                       label=f"retraining ceiling ({row['lds']:.1f})")
-        if len(ceiling):
-            ax.legend(loc="lower right", frameon=False, fontsize=6)
+            ax.axvline(row["lds"], color=colour("reference"), ls="--", lw=0.8)
+            ax.annotate(f"retraining ceiling {row['lds']:.1f}", (row["lds"], 0.5),
+                        xycoords=("data", "axes fraction"), xytext=(-3, 0),
+                        textcoords="offset points", rotation=90, ha="right", va="center",
+                        fontsize=6, color=colour("reference"))
         ax.axvline(0, color="black", lw=0.5)
         ax.set_title(f"{qs.capitalize()} queries")
         ax.set_xlabel("LDS (%)")
         ax.set_yticks(range(len(names)), names)
         ax.set_ylim(-0.6, len(names) + 0.2)
     axes[0][0].invert_yaxis()
+    fig.tight_layout(rect=(0, 0.45 / height, 1, 1))
+    family_legend(fig, methods["family"])
     save(fig, pdf_path, png_path)
     plt.close(fig)
 
@@ -123,7 +182,9 @@ def plot_ablations(df, lam, pdf_path, png_path):
         ax.set_ylabel("LDS (%)" if ax is axes[0] else "")
     if len(lam) and len(df):
         # One curve per method at the ablation's query set; D-TRAK only with the base function.
+        # (The ensembles share their single model's curves' shape; Tables 7-8 show them.)
         lam = lam[(lam["query_set"] == df["query_set"].iloc[0])
+                  & ~lam["method"].str.contains("ensemble", regex=False)
                   & ((lam["method"] != "D-TRAK")
                      | (lam["variant"].str.split(",").str[0] == df["function"].iloc[0]))]
     if len(lam):
@@ -134,7 +195,7 @@ def plot_ablations(df, lam, pdf_path, png_path):
             few = k_steps == lam["n_timesteps"].min()      # fewer timesteps: thinner, lighter
             ax.plot(sub["lambda_relative"], sub["tune_lds"], marker="o" if not few else ".",
                     ms=2.5, lw=0.6 if few else 1.1, alpha=0.55 if few else 1.0, color=colour(fam),
-                    label=f"{label} ({variant}, K={k_steps})", **style_kw)
+                    label=f"{label} ({variant}, K={int(k_steps)})", **style_kw)
         ax.set_xscale("log")
         ax.set_xlabel("λ / mean eigenvalue")
         ax.set_ylabel("LDS (%), tune subsets")
@@ -235,10 +296,9 @@ def plot_retrac_correlation(points, summary, pdf_path, png_path):
         ax.scatter(sub["distance"], sub["norm_rank"], s=5, color=colour("tracin"), lw=0)
         x = np.linspace(0, max(sub["distance"].max(), 1), 50)
         ax.plot(x, r["intercept"] + r["slope"] * x, color=colour("reference"), lw=0.8)
-        ax.set_title(f"checkpoint {step}: t_max = {int(r['t_max'])}")
-        ax.text(0.03, 0.97, f"ρ = {r['spearman']:.2f} (p = {r['spearman_p']:.1g})\n"
-                f"slope {r['slope']:.2f} (p = {r['slope_p']:.1g})", transform=ax.transAxes,
-                va="top", fontsize=6)
+        ax.set_title(f"checkpoint {step}, t_max = {int(r['t_max'])}\n"
+                     f"ρ = {r['spearman']:.2f}, slope {r['slope']:.2f} (p = {r['slope_p']:.0e})",
+                     fontsize=7)
         ax.set_xlabel("|t_i − t_max|")
     axes[0].set_ylabel("rank of gradient norm")
     fig.tight_layout()
@@ -327,7 +387,9 @@ def plot_retrac_targeted(df, pdf_path, png_path, lds=None):
         bound = sub.groupby("k", sort=False)["max_possible"].first()
         for x, value in enumerate(bound):
             if value < 1:
-                ax.plot([x - 0.45, x + 0.45], [value, value], color="black", lw=0.8, ls=":")
+                ax.plot([x - 0.45, x + 0.45], [value, value], color="black", lw=0.8, ls=":",
+                        label="largest possible: N / (queries · k)" if x == len(bound) - 1
+                        and ax is axes[0][-1] else None)
         ax.set_title(f"{qs.capitalize()} queries ({int(sub['n_queries'].iloc[0])})")
         ax.set_xlabel("top-k")
         ax.set_ylim(0, 1.05)
@@ -417,26 +479,17 @@ def plot_counterfactual_grid(results: dict, pdf_path, png_path):
     labels = list(results)
     queries = [int(r["query"]) for r in results[labels[0]]]
     cols = 1 + len(labels)
-    size = min(0.75, TWO_COLUMN / cols)
-    fig, axes = plt.subplots(len(queries), cols, figsize=(size * cols, size * len(queries) + 0.3),
-                             squeeze=False)
-
-    def show(ax, img):
-        img = np.clip((np.asarray(img) + 1) / 2, 0, 1)
-        ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0),
-                  cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1)
-        ax.set_xticks([])
-        ax.set_yticks([])
+    size = min(0.75, (TWO_COLUMN - 0.3) / cols)
+    fig, axes = image_grid(plt, len(queries), cols, size, left=0.3, top=0.2)
 
     for i, q in enumerate(queries):
         first = results[labels[0]][i]
-        show(axes[i][0], first["original"])
+        show_image(axes[i][0], first["original"])
         axes[i][0].set_ylabel(f"#{q}", fontsize=6)
         for j, label in enumerate(labels):
-            show(axes[i][j + 1], results[label][i]["counterfactual"])
+            show_image(axes[i][j + 1], results[label][i]["counterfactual"])
     for j, title in enumerate(["original"] + labels):
-        axes[0][j].set_title(title, fontsize=6)
-    fig.subplots_adjust(wspace=0.05, hspace=0.05)
+        axes[0][j].set_title(title, fontsize=6, pad=2)
     save(fig, pdf_path, png_path)
     plt.close(fig)
 
@@ -500,10 +553,9 @@ def plot_shapley_budget(df, prop: str, pdf_path, png_path):
     for ax, a in zip(axes[0], alphas):
         for way in [w for w in WAY_COLOURS if w in set(sub["way"])]:
             line = sub[(sub["way"] == way) & (sub["alpha"] == a)].sort_values("budget")
-            ax.plot(line["budget"], line["lds"], color=WAY_COLOURS[way], marker="o", ms=2.5,
-                    label=way)
-            ax.fill_between(line["budget"], line["ci_low"], line["ci_high"],
-                            color=WAY_COLOURS[way], alpha=0.15, lw=0)
+            ax.errorbar(line["budget"], line["lds"], yerr=[line["lds"] - line["ci_low"],
+                        line["ci_high"] - line["lds"]], color=WAY_COLOURS[way], marker="o",
+                        ms=2.5, elinewidth=0.5, capsize=1.5, alpha=0.9, label=way)
         ax.axhline(0, color="black", lw=0.5)
         ax.set_xlabel("compute budget (retrained models)")
         ax.set_title(f"α = {a}")
@@ -534,18 +586,137 @@ def plot_shapley_samples(rows: dict, pdf_path, png_path):
     labels = list(rows)
     cols = max(len(v) for v in rows.values())
     size = min(0.55, (TWO_COLUMN - 1.2) / cols)
-    fig, axes = plt.subplots(len(labels), cols, figsize=(size * cols + 1.2, size * len(labels)),
-                             squeeze=False)
+    fig, axes = image_grid(plt, len(labels), cols, size, left=1.2)
     for i, label in enumerate(labels):
         for j in range(cols):
-            ax = axes[i][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
             if j < len(rows[label]):
-                img = np.clip((np.asarray(rows[label][j]) + 1) / 2, 0, 1)
-                ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0),
-                          cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1)
+                show_image(axes[i][j], rows[label][j])
+            else:
+                blank(axes[i][j])
         axes[i][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=6)
-    fig.subplots_adjust(wspace=0.04, hspace=0.04)
     save(fig, pdf_path, png_path)
     plt.close(fig)
+
+
+def _example_grid(plt, n_rows: int, k: int, lead: int, row_gaps: list[int]):
+    """Axes for rows of ``lead`` leading images, then k proponents | k opponents, with thin blank
+    columns between the groups and thin blank rows after the rows listed in ``row_gaps``."""
+    widths = [1.0] * lead + ([0.35] if lead else []) + [1.0] * k + [0.35] + [1.0] * k
+    heights, index = [], []
+    for r in range(n_rows):
+        index.append(len(heights))
+        heights.append(1.0)
+        if r in row_gaps:
+            heights.append(0.3)
+    cell = min(0.42, (TWO_COLUMN - 1.3) / sum(widths))
+    fig = plt.figure(figsize=(cell * sum(widths) + 1.3, cell * sum(heights) + 0.35))
+    grid = fig.add_gridspec(len(heights), len(widths), width_ratios=widths, height_ratios=heights,
+                            wspace=0.06, hspace=0.06, left=1.3 / (cell * sum(widths) + 1.3),
+                            right=0.99, top=1 - 0.3 / (cell * sum(heights) + 0.35), bottom=0.01)
+    cols = {"lead": list(range(lead)),
+            "pro": [lead + (1 if lead else 0) + j for j in range(k)],
+            "opp": [lead + (1 if lead else 0) + k + 1 + j for j in range(k)]}
+    return fig, grid, index, cols
+
+
+def _group_titles(fig, grid, row: int, cols: dict, first: str, second: str) -> None:
+    """Titles over the two groups of image columns, on invisible axes spanning each group."""
+    for group, title in (("pro", first), ("opp", second)):
+        ax = fig.add_subplot(grid[row, cols[group][0]:cols[group][-1] + 1], frameon=False)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.patch.set_alpha(0)
+        ax.set_title(title, fontsize=7, loc="left", pad=2)
+
+
+def plot_proponents(query_images, query_ids, train_images, rows: dict, pdf_path, png_path):
+    """For each query (blocks of rows), each method's k most positive (proponents) and k most
+    negative (opponents) training examples (D-TRAK Figs. 15-19; Diffusion-ReTrac Figs. 5, 7).
+    ``rows``: method name -> per query (proponent indices, opponent indices)."""
+    plt = style()
+    names = list(rows)
+    n_q, k = len(query_ids), len(rows[names[0]][0][0])
+    fig, grid, index, cols = _example_grid(plt, n_q * len(names), k, 1,
+                                           [b * len(names) - 1 for b in range(1, n_q)])
+    for b, q in enumerate(query_ids):
+        for m, name in enumerate(names):
+            r = index[b * len(names) + m]
+            ax = fig.add_subplot(grid[r, cols["lead"][0]])
+            pos = ax.get_position()
+            fig.text(pos.x0 - 0.01, (pos.y0 + pos.y1) / 2, name, ha="right", va="center",
+                     fontsize=6)
+            if m == 0:
+                show_image(ax, query_images[b])
+                if b == 0:
+                    ax.set_title("query", fontsize=7, pad=2)
+                ax.set_xlabel(f"#{int(q)}", fontsize=6, labelpad=1)
+            else:
+                blank(ax)
+            pro, opp = rows[name][b]
+            for group, idx in (("pro", pro), ("opp", opp)):
+                for j, i in enumerate(idx):
+                    show_image(fig.add_subplot(grid[r, cols[group][j]]), train_images[i])
+    _group_titles(fig, grid, index[0], cols, "proponents (most positive) →",
+                  "opponents (most negative) →")
+    save(fig, pdf_path, png_path)
+    plt.close(fig)
+
+
+def plot_self_influence(train_images, rows: dict, pdf_path, png_path, outliers=None):
+    """For each method (rows), the k training examples of highest and of lowest self-influence
+    (D-TRAK Fig. 20; Diffusion-ReTrac Appendix C.1); outliers framed in red when given."""
+    plt = style()
+    names = list(rows)
+    k = len(rows[names[0]][0])
+    fig, grid, index, cols = _example_grid(plt, len(names), k, 0, [])
+    for m, name in enumerate(names):
+        top, bottom = rows[name]
+        for group, idx in (("pro", top), ("opp", bottom)):
+            for j, i in enumerate(idx):
+                ax = fig.add_subplot(grid[index[m], cols[group][j]])
+                frame = "#d62728" if outliers is not None and outliers[i] else None
+                show_image(ax, train_images[i], frame)
+                if group == "pro" and j == 0:
+                    ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=6,
+                                  labelpad=4)
+    _group_titles(fig, grid, index[0], cols, "highest self-influence →", "lowest self-influence →")
+    save(fig, pdf_path, png_path)
+    plt.close(fig)
+
+
+def plot_cost(df, pdf_path, png_path):
+    """LDS against the compute behind each method (log axis), one panel per query set, colour =
+    method family; the Pareto front (no method cheaper and better) joined and labelled."""
+    from dabench.cost import pareto_front
+
+    plt = style()
+    query_sets = [q for q in ("validation", "generation") if f"lds_{q}" in df.columns]
+    fig, axes = plt.subplots(1, len(query_sets), figsize=(TWO_COLUMN, 2.6), squeeze=False)
+    families = list(dict.fromkeys(df["family"]))
+    for ax, qs in zip(axes[0], query_sets):
+        sub = df[np.isfinite(df[f"lds_{qs}"].astype(float))].reset_index(drop=True)
+        x = np.maximum(sub["total_s"].to_numpy(float), 1e-3)
+        y = sub[f"lds_{qs}"].to_numpy(float)
+        for fam in families:
+            sel = (sub["family"] == fam).to_numpy()
+            if sel.any():
+                ax.scatter(x[sel], y[sel], s=12, color=colour(fam), zorder=3,
+                           label=FAMILY_LABELS.get(fam, fam),
+                           edgecolor="white", linewidth=0.4)
+        front = pareto_front(x, y)
+        ax.step(x[front], y[front], where="post", color="black", lw=0.7, ls="--", zorder=2,
+                label="Pareto front")
+        ax.set_xscale("log")
+        lo, hi = np.log10(x.min()), np.log10(x.max())
+        last, span = None, max(np.ptp(y), 1e-9)
+        for i in front:
+            if last is not None and abs(y[i] - y[last]) < 0.08 * span:
+                continue            # its label would sit on the one just written
+            right = np.log10(x[i]) > (lo + hi) / 2
+            ax.annotate(sub.loc[i, "name"], (x[i], y[i]), xytext=(-4 if right else 4, 3),
+                        textcoords="offset points", fontsize=5.5, ha="right" if right else "left")
+            last = i
+        ax.axhline(0, color="black", lw=0.5)
+        ax.set_xlabel("compute per method (s, log scale)")
+        ax.set_title(f"{qs.capitalize()} queries")
+    _finish_panels(plt, fig, axes[0], "LDS (%)", pdf_path, png_path)
