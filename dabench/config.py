@@ -88,6 +88,7 @@ def validate(config: dict, check_methods: bool = True) -> dict:
         _check_retrac(config)
         counterfactual_methods(config)
         shapley_plan(config)
+        proponent_methods(config)
     # Key order carries no meaning; making it canonical keeps Snakemake's params comparison from
     # rerunning jobs when a config file lists the same keys in another order.
     _sort_keys(config)
@@ -209,6 +210,40 @@ def counterfactual_methods(config: dict) -> list[str] | None:
         raise ConfigError(f"config key counterfactual.n_queries: {cf['n_queries']} exceeds "
                           f"generation.n_samples={config['generation']['n_samples']}")
     return list(cf["methods"])
+
+
+def proponent_methods(config: dict) -> list[str]:
+    """Method ids of the proponents grid (checked against ``methods`` and the query set); the
+    default is the first TRAK and the first D-TRAK method scored on that query set."""
+    from dabench.methods import build
+
+    cfg = config["figures"]["proponents"]
+    qs = cfg["query_set"]
+    if qs not in config["lds"]["query_sets"] and cfg["methods"] is None:
+        return []                   # the default grid needs queries this config does not have
+    if qs not in config["lds"]["query_sets"]:
+        raise ConfigError(f"config key figures.proponents.query_set: {qs!r} is not one of "
+                          f"lds.query_sets {config['lds']['query_sets']}")
+    scored = [m for m, e in config["methods"].items() if build(e).covers(qs)]
+    if cfg["methods"] is None:      # D-TRAK's own choice first: the square function, fewest K
+        picks = [min((m for m in scored if config["methods"][m]["method"] == name),
+                     key=lambda m: ("square" not in m and name == "d-trak", len(m), m),
+                     default=None) for name in ("trak", "d-trak")]
+        return [m for m in picks if m is not None]
+    unknown = [m for m in cfg["methods"] if m not in scored]
+    if unknown:
+        raise ConfigError(f"config key figures.proponents.methods: {', '.join(map(repr, unknown))} "
+                          f"not among the methods scored on {qs} ({', '.join(sorted(scored))})")
+    return list(cfg["methods"])
+
+
+def run_name(paths) -> str:
+    """The run name (results/<name>/) of one or more config files merged in order."""
+    name = None
+    for path in paths:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        name = data.get("name", name)
+    return name or load_schema()["properties"]["name"]["default"]
 
 
 def shapley_plan(config: dict) -> dict | None:

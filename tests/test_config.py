@@ -84,3 +84,23 @@ def test_key_order_does_not_matter():
     a = config.validate({"lds": {"test": {"n_subsets": 5, "n_seeds": 2}}, "seed": 1})
     b = config.validate({"seed": 1, "lds": {"test": {"n_seeds": 2, "n_subsets": 5}}})
     assert repr(a) == repr(b)   # Snakemake compares params by their text
+
+
+def test_example_grid_methods_are_checked_and_default_to_trak_and_d_trak(repo):
+    assert config.proponent_methods(config.load(repo / "config.yaml")) == [
+        "trak-K10", "d-trak-square-K10"]
+    # Journey-TRAK attributes generated samples only: it cannot be shown for validation queries.
+    with pytest.raises(ConfigError, match=r"figures\.proponents\.methods: 'journey-trak-K10' not "
+                                          r"among the methods scored on validation"):
+        config.validate({"figures": {"proponents": {"methods": ["journey-trak-K10"],
+                                                    "query_set": "validation"}}})
+    assert config.proponent_methods(config.validate(
+        {"figures": {"proponents": {"methods": []}}})) == []
+
+
+def test_run_name_follows_the_last_config_that_names_one(repo, tmp_path):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("shapley: {enabled: false}\n")
+    assert config.run_name([repo / "configs/ci.yaml"]) == "ci"
+    assert config.run_name([repo / "configs/ci.yaml", overlay]) == "ci"
+    assert config.run_name([overlay]) == "default"
