@@ -5,6 +5,7 @@
 #   make test                         set up if needed, then the test suite
 #   make dryrun                       show the plan (jobs and why) without running anything
 #   make lint                         snakemake --lint
+#   make report                       HTML report of a finished run -> results/<name>/report.html
 #   make benchmarks                   performance scripts -> results/benchmarks/*.json
 #   make help                         this text
 
@@ -17,7 +18,7 @@ STAMP := $(VENV)/.dabench-installed
 .DEFAULT_GOAL := help
 SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
 
-.PHONY: help setup run test dryrun lint benchmarks clean data
+.PHONY: help setup run test dryrun lint report benchmarks clean data
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +47,10 @@ dryrun: setup
 
 lint: setup
 	$(SNAKEMAKE) --lint
+
+# Self-contained HTML: every figure with its caption (report/*.rst), the tables, job runtimes.
+report: setup
+	$(SNAKEMAKE) --report results/$$($(BIN)/python -c "import sys; from dabench.config import run_name; print(run_name(sys.argv[1:]))" $(CONFIG))/report.html
 
 test: setup
 	$(BIN)/python -m pytest -ra

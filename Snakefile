@@ -31,6 +31,11 @@ include: "rules/retrac.smk"
 include: "rules/embedding.smk"
 include: "rules/counterfactual.smk"
 include: "rules/shapley.smk"
+include: "rules/report.smk"
+
+
+# `make report` (snakemake --report): the figures with their captions, the tables, runtimes.
+report: "report/workflow.rst"
 
 
 # Reductions that take seconds run where snakemake runs, not as cluster jobs.
@@ -55,6 +60,12 @@ localrules:
     shapley_values,
     shapley_baseline,
     shapley_tables,
+    plot_proponents,
+    plot_outlier_proponents,
+    plot_self_influence,
+    plot_outlier_self_influence,
+    cost_accounting,
+    report_tables,
 
 
 rule all:

@@ -14,7 +14,7 @@ from dabench import shapley as dabench_shapley
 from dabench.lds import n_chunks
 from dabench.methods import build as build_method
 from dabench.config import (checkpoint_method_ids, counterfactual_methods, outlier_data_config,
-                            retrac_methods, shapley_plan)
+                            proponent_methods, retrac_methods, shapley_plan)
 from dabench.counterfactual import RANDOM, choose_queries
 
 try:
@@ -54,6 +54,10 @@ CF_QUERIES = (
 SHAPLEY = shapley_plan(config)
 SHAPLEY_WAYS = list(dabench_shapley.WAYS)
 shapley_recipes = dabench_shapley.recipes(config)
+
+# The proponents / opponents grid: its methods ([] = no grid) and query set.
+PROPONENTS = proponent_methods(config)
+PROPONENT_SET = config["figures"]["proponents"]["query_set"]
 
 # Diffusion-ReTrac analyses: (tracin id, retrac id) or None; the checkpoint methods; the outlier
 # experiment's data section (None = not run). Its run folder mirrors this one's layout.
@@ -128,6 +132,13 @@ def log_path(name):
 
 def bench_path(name):
     return run_path(f"benchmarks/{name}.tsv")
+
+
+def figure(name, category):
+    """The PNG of figures/<name>, marked for the HTML report (`make report`) with the caption
+    report/<name>.rst (which says which figure of which paper it is)."""
+    return report(run_path(f"figures/{name}.png"), caption=f"../report/{name}.rst",
+                  category=category)
 
 
 def query_inputs(wildcards=None):
@@ -277,6 +288,16 @@ def lambda_sidecars(wildcards=None):
 
 
 def final_outputs():
+    """Everything a run makes by default: the results and the report's table pages."""
+    return result_outputs() + [run_path("report_tables")]
+
+
+def report_table_inputs(wildcards=None):
+    """The run's tables (CSV) that the report shows as pages."""
+    return [t for t in result_outputs() if t.startswith(run_path("tables")) and t.endswith(".csv")]
+
+
+def result_outputs():
     targets = [
         run_path(layout.LDS_TABLE),
         run_path("tables/lds.tex"),
@@ -296,6 +317,13 @@ def final_outputs():
     targets += retrac_outputs()
     targets += counterfactual_outputs()
     targets += shapley_outputs()
+    targets += [run_path(f"tables/cost.{ext}") for ext in ("csv", "tex")]
+    targets += [run_path(f"figures/cost.{ext}") for ext in ("pdf", "png")]
+    names = (["proponents"] if PROPONENTS else []) + (["self_influence"] if SELF_INFLUENCE_METHODS
+                                                      else [])
+    if OUTLIER_TABLES:
+        names += ["retrac_outlier_proponents", "retrac_outlier_self_influence"]
+    targets += [run_path(f"figures/{n}.{ext}") for n in names for ext in ("pdf", "png")]
     return targets
 
 

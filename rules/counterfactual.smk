@@ -57,8 +57,10 @@ rule plot_counterfactual:
         per_query=run_path("tables/counterfactual_per_query.csv"),
         results=[r for rs in counterfactual_results().values() for r in rs],
     output:
-        box=[run_path(f"figures/counterfactual_box.{ext}") for ext in ("pdf", "png")],
-        grid=[run_path(f"figures/counterfactual_grid.{ext}") for ext in ("pdf", "png")],
+        box=[run_path("figures/counterfactual_box.pdf"),
+             figure("counterfactual_box", "3. Counterfactual evaluation")],
+        grid=[run_path("figures/counterfactual_grid.pdf"),
+              figure("counterfactual_grid", "3. Counterfactual evaluation")],
     params:
         results=counterfactual_results(),
         methods={m: config["methods"][m] for m in COUNTERFACTUAL or []},

@@ -20,7 +20,7 @@ rule plot_lds:
         csv=run_path(layout.LDS_TABLE),
     output:
         pdf=run_path("figures/lds.pdf"),
-        png=run_path("figures/lds.png"),
+        png=figure("lds", "1. LDS benchmark"),
     log:
         log_path("plot_lds"),
     conda:
@@ -53,7 +53,7 @@ rule plot_ablations:
         lambda_csv=run_path("tables/lambda.csv"),
     output:
         pdf=run_path("figures/ablations.pdf"),
-        png=run_path("figures/ablations.png"),
+        png=figure("ablations", "1. LDS benchmark"),
     log:
         log_path("plot_ablations"),
     conda:
@@ -70,7 +70,7 @@ rule make_retraining_table:
         csv=run_path("tables/retraining.csv"),
         tex=run_path("tables/retraining.tex"),
         pdf=run_path("figures/retraining.pdf"),
-        png=run_path("figures/retraining.png"),
+        png=figure("retraining", "1. LDS benchmark"),
     log:
         log_path("make_retraining_table"),
     conda:

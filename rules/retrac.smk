@@ -67,9 +67,10 @@ rule plot_retrac:
     input:
         unpack(retrac_figure_inputs),
     output:
-        [run_path(f"figures/retrac_{n}.{ext}") for n in
-         ["norms", "single_example", "correlation", "manipulation", "targeted"]
-         + (["outliers", "source_tracing"] if OUTLIER_TABLES else []) for ext in ("pdf", "png")],
+        [path for n in ["norms", "single_example", "correlation", "manipulation", "targeted"]
+         + (["outliers", "source_tracing"] if OUTLIER_TABLES else [])
+         for path in (run_path(f"figures/retrac_{n}.pdf"),
+                      figure(f"retrac_{n}", "4. Diffusion-ReTrac"))],
     log:
         log_path("plot_retrac"),
     conda:

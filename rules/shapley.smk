@@ -179,7 +179,8 @@ rule shapley_tables:
         chunks=[c for cs in shapley_way_chunks().values() for c in cs] if SHAPLEY else [],
         counterfactual=list(shapley_counterfactual_results().values()) if SHAPLEY else [],
     output:
-        **{k: run_path(v) for k, v in SHAPLEY_OUTPUTS.items()},
+        **{k: figure(v[len("figures/"):-len(".png")], "5. Group Shapley")
+           if v.endswith(".png") else run_path(v) for k, v in SHAPLEY_OUTPUTS.items()},
     params:
         way_chunks=shapley_way_chunks() if SHAPLEY else {},
         counterfactual=shapley_counterfactual_results() if SHAPLEY else {},

@@ -1,0 +1,110 @@
+# Example grids, cost accounting and the tables of the HTML report (`make report`).
+
+
+rule plot_proponents:
+    input:
+        scores=[run_path(layout.scores(m, PROPONENT_SET)) for m in PROPONENTS],
+        train=run_path(layout.TRAIN_DATA),
+        queries=run_path(layout.query_file(PROPONENT_SET)),
+    output:
+        pdf=run_path("figures/proponents.pdf"),
+        png=figure("proponents", "2. Proponents and self-influence"),
+    params:
+        methods=PROPONENTS,
+        n_queries=config["figures"]["proponents"]["n_queries"],
+        k=config["figures"]["proponents"]["k"],
+        by_source=False,
+    log:
+        log_path("plot_proponents"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/plot_proponents.py"
+
+
+use rule plot_proponents as plot_outlier_proponents with:
+    input:
+        scores=[f"{OUTLIER_ROOT}/{layout.scores(m, 'validation')}" for m in RETRAC or []],
+        train=f"{OUTLIER_ROOT}/{layout.TRAIN_DATA}",
+        queries=f"{OUTLIER_ROOT}/{layout.VALIDATION_DATA}",
+    output:
+        pdf=run_path("figures/retrac_outlier_proponents.pdf"),
+        png=figure("retrac_outlier_proponents", "4. Diffusion-ReTrac"),
+    params:
+        methods=list(RETRAC or []),
+        n_queries=config["figures"]["proponents"]["n_queries"],
+        k=config["figures"]["proponents"]["k"],
+        by_source=True,
+    log:
+        log_path("plot_outlier_proponents"),
+
+
+rule plot_self_influence:
+    input:
+        train=run_path(layout.TRAIN_DATA),
+        values=[run_path(layout.self_influence(m)) for m in SELF_INFLUENCE_METHODS],
+    output:
+        pdf=run_path("figures/self_influence.pdf"),
+        png=figure("self_influence", "2. Proponents and self-influence"),
+    params:
+        methods=SELF_INFLUENCE_METHODS,
+        k=config["figures"]["self_influence"]["k"],
+        mark_outliers=False,
+    log:
+        log_path("plot_self_influence"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/plot_self_influence.py"
+
+
+use rule plot_self_influence as plot_outlier_self_influence with:
+    input:
+        train=f"{OUTLIER_ROOT}/{layout.TRAIN_DATA}",
+        values=[f"{OUTLIER_ROOT}/{layout.self_influence(m)}" for m in SELF_INFLUENCE_METHODS],
+    output:
+        pdf=run_path("figures/retrac_outlier_self_influence.pdf"),
+        png=figure("retrac_outlier_self_influence", "4. Diffusion-ReTrac"),
+    params:
+        methods=SELF_INFLUENCE_METHODS,
+        k=config["figures"]["self_influence"]["k"],
+        mark_outliers=True,
+    log:
+        log_path("plot_outlier_self_influence"),
+
+
+# Compute per method (featurization, projection, scoring, retrains) against its LDS.
+rule cost_accounting:
+    input:
+        lds=run_path(layout.LDS_TABLE),
+        sidecars=[run_path(f"scores/{m}/{qs}.json") for m, qs in SCORED],
+    output:
+        csv=run_path("tables/cost.csv"),
+        tex=run_path("tables/cost.tex"),
+        pdf=run_path("figures/cost.pdf"),
+        png=figure("cost", "1. LDS benchmark"),
+    log:
+        log_path("cost_accounting"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/cost_accounting.py"
+
+
+# Every table of the run as an HTML page of the report (CSV and LaTeX stay beside it).
+rule report_tables:
+    input:
+        tables=report_table_inputs,
+    output:
+        report(
+            directory(run_path("report_tables")),
+            patterns=["{name}.html"],
+            caption="../report/tables.rst",
+            category="6. Tables",
+        ),
+    log:
+        log_path("report_tables"),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/report_tables.py"

@@ -1,0 +1,6 @@
+"""Snakemake adapter: one HTML page per table of the run, for the HTML report."""
+from dabench.report import write_table_pages
+from dabench.runtime import job
+
+with job(snakemake) as smk:
+    write_table_pages(smk.input.tables, smk.output[0])
