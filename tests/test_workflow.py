@@ -352,11 +352,14 @@ def test_changing_a_method_parameter_reruns_only_its_scores_tables_and_figures(c
     # TRAK's new scores change its removal sets, so its counterfactuals are redone (2 queries),
     # its row is the reference of the TRAK ensembles in the retraining table, and it is a
     # group-Shapley baseline (its group scores and the Shapley tables; no counterfactual uses it).
+    # It is in the proponents grid, the cost table reads every LDS row, and the report's table
+    # pages follow the tables.
     assert plan == {"compute_scores": 1, "evaluate_lds": 1, "make_lds_table": 1, "plot_lds": 1,
                     "make_retraining_table": 1, "shapley_baseline": 1, "shapley_tables": 1,
                     "make_ablation_tables": 1, "plot_ablations": 1, "retrac_targeted": 1,
                     "plot_retrac": 1, "counterfactual_retrain": 2, "counterfactual_tables": 1,
-                    "plot_counterfactual": 1, "all": 1}
+                    "plot_counterfactual": 1, "plot_proponents": 1, "cost_accounting": 1,
+                    "report_tables": 1, "all": 1}
 
 
 def test_adding_a_method_runs_only_its_jobs(ci_run, ci_config):
@@ -367,13 +370,14 @@ def test_adding_a_method_runs_only_its_jobs(ci_run, ci_config):
     # (Targeted attribution covers every method, so its table and figure follow; the retraining
     # table does not read a gradient method's record.)
     assert plan == {"featurize": 1, "compute_scores": 1, "evaluate_lds": 1, "make_lds_table": 1,
-                    "plot_lds": 1, "retrac_targeted": 1, "plot_retrac": 1, "all": 1}
+                    "plot_lds": 1, "retrac_targeted": 1, "plot_retrac": 1, "cost_accounting": 1,
+                    "report_tables": 1, "all": 1}
 
 
 def test_changing_an_outlier_setting_reruns_only_the_outlier_table(ci_run, ci_config):
     ci_config["retrac"]["outliers"]["top"] = [1.0, 2.0]
     assert _planned(ci_run.parent.parent, ci_config) == {
-        "retrac_outlier_tables": 1, "plot_retrac": 1, "all": 1}
+        "retrac_outlier_tables": 1, "plot_retrac": 1, "report_tables": 1, "all": 1}
 
 
 def test_changing_the_model_reruns_training_and_everything_after(ci_run, ci_config):
@@ -393,6 +397,53 @@ def test_changing_the_model_reruns_training_and_everything_after(ci_run, ci_conf
     assert "train_embedder" not in plan
     # The outlier experiment shares the model section, so its model is retrained too.
     assert plan["train_outlier_model"] == 1 and "prepare_outlier_dataset" not in plan
+
+
+# Every figure the ci run makes (the default and paper configs make the same set).
+FIGURES = ["lds", "ablations", "retraining", "cost", "proponents", "self_influence",
+           "counterfactual_box", "counterfactual_grid", "retrac_norms", "retrac_single_example",
+           "retrac_correlation", "retrac_manipulation", "retrac_targeted", "retrac_outliers",
+           "retrac_source_tracing", "retrac_outlier_proponents", "retrac_outlier_self_influence",
+           "shapley_budget", "shapley_counterfactual", "shapley_samples"]
+
+
+def test_every_figure_exists_and_the_report_shows_it(ci_run, tmp_path):
+    from matplotlib.image import imread
+
+    made = sorted(p.stem for p in (ci_run / "figures").glob("*.png"))
+    assert made == sorted(FIGURES)
+    for name in FIGURES:
+        pdf, png = ci_run / "figures" / f"{name}.pdf", ci_run / "figures" / f"{name}.png"
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 2000, name
+        pixels = imread(png)
+        assert pixels.shape[0] > 100 and pixels.shape[1] > 100, name
+        assert pixels[..., :3].std() > 0.05, f"{name}.png is (nearly) blank"
+    html = tmp_path / "report.html"
+    proc = snakemake(ci_run.parent.parent, "--report", str(html))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ERROR" not in proc.stderr, proc.stderr[-3000:]     # e.g. a caption's bad rst
+    text = html.read_text()
+    for name in FIGURES:
+        assert f"{name}.png" in text, name
+    for table in (ci_run / "tables").glob("*.csv"):
+        assert f"{table.stem}.html" in text, table.name
+    assert "D-TRAK paper Tables 2, 3 and 6" in text       # a caption
+
+
+def test_cost_table_adds_up_and_covers_every_method(ci_run):
+    from dabench.cost import PHASES, retrain_seconds
+
+    cost = pd.read_csv(ci_run / "tables/cost.csv")
+    lds = pd.read_csv(ci_run / "tables/lds.csv")
+    assert set(cost["method_id"]) == set(lds.loc[lds["family"] != "reference", "method_id"])
+    assert np.allclose(cost[list(PHASES)].sum(axis=1), cost["total_s"])
+    row = cost.set_index("method_id")
+    # A 2-model ensemble is charged its two retrains; pixel similarity no gradients at all.
+    members = retrain_seconds(ci_run, "datamodel")
+    assert row.loc["trak-ensemble-S2", "retrain_s"] == pytest.approx(members[0] + members[1],
+                                                                     rel=1e-3)
+    assert row.loc["pixel-cosine", "gradients_s"] == 0 and row.loc["trak", "gradients_s"] > 0
+    assert row.loc["trak", "tuning_s"] > 0 and row.loc["pixel-cosine", "tuning_s"] == 0
 
 
 def test_a_killed_retrain_job_resumes_with_the_same_result(ci_run, tmp_path):
