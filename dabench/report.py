@@ -37,12 +37,16 @@ def caption_of(csv_path) -> str:
     return Path(csv_path).stem.replace("_", " ")
 
 
-def table_page(csv_path) -> str:
-    """One self-contained HTML page: caption, then the table (numbers to 2 decimals)."""
+def table_page(csv_path, max_rows: int = 500) -> str:
+    """One self-contained HTML page: caption, then the table (numbers to 2 decimals; the first
+    ``max_rows`` rows of a longer table, which the CSV holds whole)."""
     import numpy as np
     import pandas as pd
 
     df = pd.read_csv(csv_path)
+    note = (f" Showing the first {max_rows} of {len(df)} rows; the CSV has them all."
+            if len(df) > max_rows else "")
+    df = df.head(max_rows)
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
     body = []
@@ -60,7 +64,7 @@ def table_page(csv_path) -> str:
     name = Path(csv_path).name
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(name)}"
             f"</title><style>{STYLE}</style></head><body><h3>{html.escape(name)}</h3>"
-            f"<p class='caption'>{html.escape(caption_of(csv_path))}</p>"
+            f"<p class='caption'>{html.escape(caption_of(csv_path) + note)}</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
             f"</body></html>\n")
 

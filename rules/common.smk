@@ -218,6 +218,7 @@ def retrac_outputs():
     if OUTLIER_TABLES:
         names += ["retrac_outliers", "retrac_source_tracing"]
     tables = [run_path(f"tables/{n}.{ext}") for n in names for ext in ("csv", "tex")]
+    tables += [run_path(f"tables/retrac_{n}_points.csv") for n in ("correlation", "manipulation")]
     figures = [run_path(f"figures/{n}.{ext}") for n in names for ext in ("pdf", "png")]
     return tables + figures
 

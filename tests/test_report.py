@@ -87,7 +87,7 @@ def test_table_pages_carry_the_caption_and_replace_the_folder_whole(tmp_path):
     pd.DataFrame({"method": ["TRAK", "D-TRAK"], "lds": [12.3456, np.nan]}).to_csv(
         tables / "lds.csv", index=False)
     (tables / "lds.tex").write_text("% LDS (%) on the test subsets\n% second line\n\\begin{x}\n")
-    pd.DataFrame({"a": [1]}).to_csv(tables / "plain.csv", index=False)
+    pd.DataFrame({"a": range(7)}).to_csv(tables / "plain.csv", index=False)
     out = tmp_path / "report_tables"
     out.mkdir()
     (out / "stale.html").write_text("old")
@@ -101,6 +101,8 @@ def test_table_pages_carry_the_caption_and_replace_the_folder_whole(tmp_path):
     assert "LDS (%) on the test subsets second line" in page
     assert "12.35" in page and "D-TRAK" in page and "nan" not in page
     assert "plain" in (out / "plain.html").read_text()
+    short = report.table_page(tables / "plain.csv", max_rows=3)
+    assert short.count("<tr>") == 1 + 3 and "first 3 of 7 rows" in short
     assert not (out / "stale.html").exists()
     assert out.stat().st_mode & 0o777 == 0o755       # not mkdtemp's private 0700
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report_tables")]

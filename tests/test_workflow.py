@@ -436,7 +436,7 @@ def test_cost_table_adds_up_and_covers_every_method(ci_run):
     cost = pd.read_csv(ci_run / "tables/cost.csv")
     lds = pd.read_csv(ci_run / "tables/lds.csv")
     assert set(cost["method_id"]) == set(lds.loc[lds["family"] != "reference", "method_id"])
-    assert np.allclose(cost[list(PHASES)].sum(axis=1), cost["total_s"])
+    assert np.allclose(cost[list(PHASES)].sum(axis=1), cost["total_s"], atol=1e-3)  # 4 decimals
     row = cost.set_index("method_id")
     # A 2-model ensemble is charged its two retrains; pixel similarity no gradients at all.
     members = retrain_seconds(ci_run, "datamodel")
