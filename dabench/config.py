@@ -214,7 +214,8 @@ def counterfactual_methods(config: dict) -> list[str] | None:
 
 def proponent_methods(config: dict) -> list[str]:
     """Method ids of the proponents grid (checked against ``methods`` and the query set); the
-    default is the first TRAK and the first D-TRAK method scored on that query set."""
+    default is a TRAK and a D-TRAK method scored on that query set (the square function and the
+    fewest timesteps preferred), or none when the config has no such query set."""
     from dabench.methods import build
 
     cfg = config["figures"]["proponents"]
