@@ -44,10 +44,19 @@ def _feature_model(rel: str) -> str:
     return rel.split("/")[1]
 
 
-def method_cost(run_dir, method_id: str, query_sets) -> dict:
+def method_cost(run_dir, method_id: str, query_sets, retrain_times: dict | None = None) -> dict:
     """Seconds per phase behind ``method_id``'s scores on ``query_sets`` (each shared input, such
-    as the training features both query sets use, counted once)."""
+    as the training features both query sets use, counted once). ``retrain_times`` (family ->
+    :func:`retrain_seconds`, filled as needed) lets a table of many methods read each family's
+    retrain records once."""
     run = Path(run_dir)
+    times = {} if retrain_times is None else retrain_times
+
+    def family_times(family):
+        if family not in times:
+            times[family] = retrain_seconds(run, family)
+        return times[family]
+
     cost = dict.fromkeys(PHASES, 0.0)
     cost["tuning_s"] = 0.0
     features, retrains, embedders, tuned = set(), set(), set(), False
@@ -81,20 +90,18 @@ def method_cost(run_dir, method_id: str, query_sets) -> dict:
         j = member_index(_feature_model(rel))
         if j is not None:
             retrains.add(("datamodel", j))
-    by_family: dict[str, dict] = {}
     for family, j in sorted(retrains):
-        times = by_family.setdefault(family, retrain_seconds(run, family))
-        if j not in times:
+        if j not in family_times(family):
             raise FileNotFoundError(f"{method_id}: no recorded retrain {j} of the {family} family "
                                     f"under {run / 'lds' / family / 'retrains'}")
-        cost["retrain_s"] += times[j]
+        cost["retrain_s"] += family_times(family)[j]
     for kind in sorted(embedders):
         bench = run / "benchmarks"
         for name in ("train_embedder.tsv", f"embed_{kind}.tsv"):
             if (bench / name).exists():
                 cost["embedder_s"] += benchmark_seconds(bench / name)
     if tuned:
-        cost["tuning_s"] = float(sum(retrain_seconds(run, "tune").values()))
+        cost["tuning_s"] = float(sum(family_times("tune").values()))
     cost["total_s"] = float(sum(cost[p] for p in PHASES))
     return cost
 
@@ -118,21 +125,20 @@ def cost_table(run_dir, lds_csv):
 
     lds = pd.read_csv(lds_csv)
     lds = lds[(lds["family"] != "reference") & (lds["subset_family"] == "test")]
-    rows = []
+    rows, retrain_times = [], {}
     for method_id, sub in lds.groupby("method_id", sort=False):
         first = sub.iloc[0]
         row = {"method_id": method_id, "method": first["method"],
                "variant": first["variant"] if isinstance(first["variant"], str) else "",
                "n_timesteps": first["n_timesteps"], "family": first["family"],
-               **method_cost(run_dir, method_id, list(sub["query_set"]))}
+               **method_cost(run_dir, method_id, list(sub["query_set"]), retrain_times)}
         for _, r in sub.iterrows():
             row[f"lds_{r['query_set']}"] = r["lds"]
         rows.append(row)
     df = pd.DataFrame(rows)
     from dabench.tables import row_names
 
-    df.insert(1, "name", row_names(df.assign(variant=df["variant"].replace("", "-"))).str.replace(
-        " (-)", "", regex=False).str.replace("(-, ", "(", regex=False))
+    df.insert(1, "name", row_names(df))
     return df.sort_values("total_s", kind="stable").reset_index(drop=True)
 
 

@@ -27,6 +27,15 @@ class CorruptFileError(RuntimeError):
     """A file on disk does not match the checksum recorded in its sidecar."""
 
 
+def default_mode(directory: bool = False) -> int:
+    """The permissions a plain ``open`` / ``mkdir`` would give under the current umask: what a
+    scratch file or folder from ``tempfile`` (private, 0600 / 0700) gets before it becomes a
+    result others on the file system read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
@@ -37,10 +46,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
-        # mkstemp makes the file private (0600); results are for the whole group to read.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, default_mode())       # mkstemp makes it private (0600)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -72,15 +72,15 @@ def table_page(csv_path, max_rows: int = 500) -> str:
 def write_table_pages(csv_paths, out_dir) -> list[Path]:
     """Workflow stage: ``<out_dir>/<table>.html`` for every CSV, written into a scratch folder
     that replaces ``out_dir`` in one rename (an interrupted job leaves no half folder)."""
+    from dabench.io import default_mode
+
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         for path in csv_paths:
             (tmp / f"{Path(path).stem}.html").write_text(table_page(path))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)         # mkdtemp makes it private
+        os.chmod(tmp, default_mode(directory=True))     # mkdtemp makes it private
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)

@@ -566,7 +566,7 @@ def write_tables(design_path, reference_json, attribution_paths: list, heldout_c
     from dabench import figures
     from dabench.io import atomic_path, load_json, load_npz
     from dabench.properties import PROPERTIES, PROPERTY_LABELS
-    from dabench.tables import _fmt_ci, write_table
+    from dabench.tables import fmt_ci, write_table
 
     design, reference = load_npz(design_path), load_json(reference_json)
     attributions = load_attributions(attribution_paths)
@@ -584,7 +584,8 @@ def write_tables(design_path, reference_json, attribution_paths: list, heldout_c
                         for k, v in attributions.items()
                         for r in _lds_rows(design, heldout, {p: np.asarray(x) for p, x in
                                                             v["values"].items()}, alphas, seed)])
-    wide = lds.assign(cell=lds.apply(_fmt_ci, axis=1), column=lds["property"].map(PROPERTY_LABELS) + ", α="
+    wide = lds.assign(cell=lds.apply(fmt_ci, axis=1),
+                      column=lds["property"].map(PROPERTY_LABELS) + ", α="
                       + lds["alpha"].astype(str)).pivot_table(
         index="method", columns="column", values="cell", aggfunc="first", sort=False)
     wide = wide.reset_index().rename(columns={"method": "Method"})

@@ -26,7 +26,8 @@ def lds_frame(records: list[dict]) -> pd.DataFrame:
     return df.drop(columns="_ref").reset_index(drop=True)
 
 
-def _fmt_ci(row) -> str:
+def fmt_ci(row) -> str:
+    """A table cell "LDS (low, high)" of a row with lds / ci_low / ci_high ("--" when undefined)."""
     if not np.isfinite(row["lds"]):
         return "--"
     return f"{row['lds']:.2f} ({row['ci_low']:.2f}, {row['ci_high']:.2f})"
@@ -34,7 +35,7 @@ def _fmt_ci(row) -> str:
 
 def lds_latex(df: pd.DataFrame, caption: str = "") -> str:
     """Table-2 layout: methods × query set, LDS (%) with its bootstrap interval (booktabs)."""
-    wide = df.assign(cell=df.apply(_fmt_ci, axis=1),
+    wide = df.assign(cell=df.apply(fmt_ci, axis=1),
                      name=df["method"] + " (" + df["variant"].astype(str) + ")")
     wide = wide.pivot_table(index="name", columns="query_set", values="cell", aggfunc="first",
                             sort=False)
@@ -91,7 +92,7 @@ def write_retraining_table(record_paths: list, csv_path, tex_path) -> pd.DataFra
     df = retraining_frame(lds_frame([load_json(p) for p in record_paths]))
     rows = df[~df["reference"]]
     setting = rows["setting"].fillna("").astype(str)
-    wide = rows.assign(cell=rows.apply(_fmt_ci, axis=1),
+    wide = rows.assign(cell=rows.apply(fmt_ci, axis=1),
                        name=rows["method"] + setting.map(lambda s: f" ({s})" if s else ""),
                        models=rows["n_models"].astype(int))
     wide = wide.pivot_table(index=["name", "models"], columns="query_set", values="cell",
@@ -107,9 +108,13 @@ def write_retraining_table(record_paths: list, csv_path, tex_path) -> pd.DataFra
 
 
 def row_names(df: pd.DataFrame) -> pd.Series:
-    """Display names of table rows: "D-TRAK (square, K=100)"."""
-    k = df["n_timesteps"].apply(lambda v: "" if pd.isna(v) else f", K={int(v)}")
-    return df["method"] + " (" + df["variant"].astype(str) + k + ")"
+    """Display names of table rows: "D-TRAK (square, K=100)", "Datamodel (M=8)"; a row without
+    a variant shows only what it has ("X (K=10)", "X")."""
+    parts = [[p for p in (None if pd.isna(v) or v == "" else str(v),
+                          None if pd.isna(k) else f"K={int(k)}") if p]
+             for v, k in zip(df["variant"], df["n_timesteps"])]
+    return pd.Series([f"{m} ({', '.join(p)})" if p else m for m, p in zip(df["method"], parts)],
+                     index=df.index)
 
 
 def summary(run_dir) -> str:
@@ -129,7 +134,7 @@ def summary(run_dir) -> str:
 def ablation_latex(df: pd.DataFrame) -> str:
     if df.empty:
         return "% no ablations\n"
-    view = df.assign(LDS=df.apply(_fmt_ci, axis=1))[["axis", "value", "LDS"]]
+    view = df.assign(LDS=df.apply(fmt_ci, axis=1))[["axis", "value", "LDS"]]
     view = view.rename(columns={"axis": "Setting", "value": "Value"})
     return ("% LDS (%) of the ablation base method as one setting changes\n"
             + view.style.hide(axis="index").to_latex(hrules=True, column_format="llc"))
