@@ -59,7 +59,7 @@ def run_counterfactual(train_path, generation_path, scores_path, method_id: str,
     from dabench.sampling import generate
 
     images = load_npz(train_path)["train_images"]
-    samples = load_npz(generation_path)
+    samples = load_npz(generation_path, keys=["images", "seeds"])
     if not 0 <= query < len(samples["images"]):
         raise ValueError(f"query {query} is not in the generation set ({len(samples['images'])})")
     n_train = len(images)
@@ -75,7 +75,7 @@ def run_counterfactual(train_path, generation_path, scores_path, method_id: str,
     regenerated = generate(result.unet, M.build_scheduler(model_cfg).config,
                            samples["seeds"][query:query + 1],
                            inference_steps=generation_cfg["inference_steps"],
-                           eta=generation_cfg["eta"])["images"][0]
+                           eta=generation_cfg["eta"], keep_trajectory=False)["images"][0]
     seconds = time.perf_counter() - tic
     M.save_model(model_path, result.unet,
                  {"role": "counterfactual", "method_id": method_id, "query": query,

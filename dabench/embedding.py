@@ -70,10 +70,20 @@ class Embedder:
 
     kind = ""
 
+    device = torch.device("cpu")
+
     def embed(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        out = [self._embed(torch.as_tensor(images[i:i + batch_size], dtype=torch.float32))
+        """(N, d) float32 embeddings, in batches on the job's device."""
+        out = [self._embed(torch.as_tensor(images[i:i + batch_size], dtype=torch.float32,
+                                           device=self.device)).float().cpu()
                for i in range(0, len(images), batch_size)]
         return torch.cat(out).numpy().astype(np.float32)
+
+    def _to_device(self, module):
+        from dabench import device as D
+
+        self.device = D.current()
+        return module.to(self.device)
 
     def describe(self) -> dict:
         return {"kind": self.kind}
@@ -89,7 +99,7 @@ class ClassifierEmbedder(Embedder):
         self.meta = meta
         self.net = classifier(meta["channels"], len(meta["classes"]), meta["width"])
         self.net.load_state_dict({k: torch.as_tensor(v) for k, v in tensors.items()})
-        self.net.eval()
+        self.net = self._to_device(self.net).eval()
 
     @torch.no_grad()
     def _embed(self, x):
@@ -110,12 +120,12 @@ class ClipEmbedder(Embedder):
         if not path or not (folder / "config.json").exists():
             raise FileNotFoundError(f"embedder.path: {path!r} is not a saved CLIPModel folder "
                                     f"(no config.json)")
-        self.model = CLIPModel.from_pretrained(folder, local_files_only=True).eval()
+        self.model = self._to_device(CLIPModel.from_pretrained(folder, local_files_only=True)).eval()
         self.size = self.model.config.vision_config.image_size
         stats = folder / "preprocessor_config.json"
         pre = json.loads(stats.read_text()) if stats.exists() else {}
-        self.mean = torch.tensor(pre.get("image_mean", CLIP_MEAN)).view(1, 3, 1, 1)
-        self.std = torch.tensor(pre.get("image_std", CLIP_STD)).view(1, 3, 1, 1)
+        self.mean = torch.tensor(pre.get("image_mean", CLIP_MEAN), device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(pre.get("image_std", CLIP_STD), device=self.device).view(1, 3, 1, 1)
         self.path = str(folder)
 
     @torch.no_grad()

@@ -5,12 +5,14 @@
 - :func:`feature_timesteps`: K timesteps, ``uniform`` (0, T/K, 2T/K, …) or ``cumulative``
   (0 … K-1).
 - :class:`FeatureSpec`: everything that defines a feature set, and its id (a path component).
-- :func:`per_example_gradients`: batched with ``torch.func`` (``functional_call`` +
-  ``vmap(grad)``), never a Python loop over examples.
+- per-example gradients come from :mod:`dabench.gradients`: ``torch.func`` vmap over examples
+  for small models, one example at a time with chunked backward passes for large ones, sized to
+  the job's memory budget.
 - :func:`replay_schedule`: for Diffusion-TracIn, the timestep and noise each training example was
   actually trained with nearest a checkpoint, read from the training log (SPEC §1, §4).
-- :func:`featurize`: chunked gradients → projection → rows streamed into a memory-mapped .npy,
-  with the exact (unprojected) gradient norm of every row beside it.
+- :func:`featurize`: gradients in batches planned for the memory budget → projection of the
+  per-parameter blocks (no flat copy) → rows streamed into a memory-mapped .npy, with the exact
+  (unprojected) gradient norm of every row beside it; ``rows`` computes a shard of them.
 
 Three feature kinds beyond SPEC §3's: ``journey`` features (Journey-TRAK's generated queries:
 the mean gradient along the sampling trajectory, id ``loss_journey_e1_sparse4096``), ``replay`` features (one gradient per training example at its
@@ -30,27 +32,8 @@ import numpy as np
 from dabench.config import derive_seed
 
 
-def _loss(out, noise, w):
-    return ((out - noise) ** 2).flatten(1).mean(1)
-
-
-OUTPUT_FUNCTIONS = {
-    "loss": _loss,
-    "square": lambda out, noise, w: (out ** 2).flatten(1).mean(1),
-    "mean": lambda out, noise, w: out.flatten(1).mean(1),
-    "l1-norm": lambda out, noise, w: out.flatten(1).abs().sum(1),
-    "l2-norm": lambda out, noise, w: out.flatten(1).norm(dim=1),
-    "linf-norm": lambda out, noise, w: out.flatten(1).abs().amax(1),
-    "weighted-mse": lambda out, noise, w: _loss(out, noise, w) * w,
-}
-
-
-def vlb_weights(scheduler):
-    """β_t² / (2 σ_t² α_t (1 - ᾱ_t)) with σ_t² = β_t: the DDPM variational-bound weight, (T,)."""
-    betas = scheduler.betas.double()
-    alphas = 1 - betas
-    abar = scheduler.alphas_cumprod.double()
-    return (betas ** 2 / (2 * betas * alphas * (1 - abar))).float()
+from dabench.gradients import (OUTPUT_FUNCTIONS, example_gradients,  # noqa: F401 (re-exported)
+                               per_example_gradients, vlb_weights)
 
 
 def feature_timesteps(n: int, schedule: str, num_train_timesteps: int) -> np.ndarray:
@@ -129,50 +112,6 @@ def param_count(unet) -> int:
     return sum(p.numel() for p in unet.parameters() if p.requires_grad)
 
 
-def per_example_gradients(unet, scheduler, x0, timesteps, noises, function: str,
-                          normalize: bool = False):
-    """∇_θ (1/(K·n)) Σ_{k,j} F(x_b, t_k, ε_{b,k,j}; θ) for each example b, flattened.
-
-    ``x0``: (B, C, H, W); ``timesteps``: (K·n,) — the timestep of each noise, shared by the
-    examples — or (B, K·n), one row per example (replayed training timesteps); ``noises``:
-    (B, K·n, C, H, W). ``normalize``: divide every single-(t, ε) gradient by its L2 norm before
-    averaging (Diffusion-ReTrac). Returns (B, p) float32, p = number of parameters (in
-    ``named_parameters`` order).
-    """
-    import torch
-    from torch.func import functional_call, grad, vmap
-
-    from dabench.model import add_noise
-
-    fn = OUTPUT_FUNCTIONS[function]
-    params = {k: v.detach() for k, v in unet.named_parameters()}
-    buffers = {k: v.detach() for k, v in unet.named_buffers()}
-    wtab = vlb_weights(scheduler).to(x0.device) if function == "weighted-mse" else None
-    shared = timesteps.ndim == 1
-
-    def output(p, x, noise, t):
-        # x: (C, H, W); noise: (J, C, H, W); t: (J,) — one example, J (t, ε) pairs.
-        xs = x.unsqueeze(0).expand(noise.shape[0], *x.shape)
-        xt = add_noise(scheduler, xs, noise, t)
-        out = functional_call(unet, (p, buffers), (xt, t)).sample
-        return fn(out.float(), noise, None if wtab is None else wtab[t]).mean()
-
-    def flat(g, lead):
-        return torch.cat([g[name].reshape(*lead, -1) for name in params], dim=-1)
-
-    t_dim = None if shared else 0
-    if not normalize:
-        grads = vmap(grad(output), in_dims=(None, 0, 0, t_dim))(params, x0, noises, timesteps)
-        return flat(grads, (x0.shape[0],))
-    # One gradient per (example, t, ε), each L2-normalised, then averaged.
-    single = vmap(grad(output), in_dims=(None, None, 0, 0))
-    t_items = timesteps.unsqueeze(-1)                       # (J, 1) or (B, J, 1)
-    grads = vmap(single, in_dims=(None, 0, 0, t_dim))(params, x0, noises.unsqueeze(2), t_items)
-    g = flat(grads, tuple(noises.shape[:2]))                # (B, J, p)
-    g = g / g.norm(dim=-1, keepdim=True).clamp_min(1e-30)
-    return g.mean(dim=1)
-
-
 def example_noises(noise_base: int, indices: np.ndarray, n_per_example: int,
                    shape: tuple[int, ...]):
     """(B, n_per_example, *shape) fixed noises; example i's j-th noise has seed base + i·n + j, so
@@ -215,11 +154,14 @@ def replay_schedule(training_log: dict, checkpoint_step: int, n_train: int) -> d
 def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed: int,
               projection_seed: int, out_path, batch_size: int | None = None,
               progress: bool | str = False, replay: dict | None = None,
-              journey_timesteps: np.ndarray | None = None) -> dict:
-    """Write φ of every image to ``out_path`` (.npy, float32, (N, k)), streaming: at most one
-    batch of gradients is in memory; rows go straight into a memory-mapped file that is renamed
-    into place when complete. The exact L2 norm of each row's gradient before projection goes to
-    ``<out>.norms.npy`` (Diffusion-ReTrac normalises by it; the analyses plot it).
+              journey_timesteps: np.ndarray | None = None, budget_bytes: int | None = None,
+              rows: tuple[int, int] | None = None) -> dict:
+    """Write φ of every image to ``out_path`` (.npy, float32, (N, k)), streaming: one batch of
+    gradients is in memory at a time (planned by :func:`dabench.gradients.plan_gradients` for
+    ``budget_bytes``, default the job's :func:`dabench.device.memory_budget`); rows go straight
+    into a memory-mapped file that is renamed into place when complete. The exact L2 norm of
+    each row's gradient before projection goes to ``<out>.norms.npy`` (Diffusion-ReTrac
+    normalises by it; the analyses plot it).
 
     ``noise_seed`` keys the fixed noises (pass a different one per split); ``projection_seed`` the
     projection (the same for every split). ``replay`` (for ``spec.replay``): the output of
@@ -227,12 +169,17 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
     logged noise. ``journey_timesteps`` (for ``spec.journey``, (S,)): ``images`` is then
     (n, S, C, H, W), the clean estimates x̂₀ of each sampling step (:func:`dabench.sampling.
     journey_points`), and example i's feature is (1/S)Σ_s ∇F(x̂₀⁽ˢ⁾, t_s, ε_s) — Journey-TRAK's
-    query side. Returns timing and shape information.
+    query side. ``rows = (a, b)`` computes examples a … b-1 only (a shard; the file then has
+    b - a rows, each the same as in a whole pass). ``batch_size`` forces vmap batches of that
+    many examples (tests). Returns timing, shape and plan information.
     """
     import torch
 
-    from dabench.io import atomic_path, save_npy
+    from dabench import device as D
+    from dabench.gradients import GradientPlan, block_norms, plan_gradients
+    from dabench.io import RowWriter, save_npy
     from dabench.model import example_noise
+    from dabench.profile import module_profile
     from dabench.projection import make_projector
 
     device = next(unet.parameters()).device
@@ -240,14 +187,17 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
     p = param_count(unet)
     projector = make_projector(spec.projection, p, spec.k, projection_seed)
     shape = tuple(images.shape[2:] if spec.journey else images.shape[1:])
-    n = len(images)
+    n_all = len(images)
+    first, last = rows if rows is not None else (0, n_all)
+    if not 0 <= first <= last <= n_all:
+        raise ValueError(f"rows {rows} outside the {n_all} examples")
     if spec.journey:
         if journey_timesteps is None or images.ndim != 5 or images.shape[1] != len(journey_timesteps):
             raise ValueError("journey features need (n, S, C, H, W) clean estimates and S timesteps")
         t_grid = np.asarray(journey_timesteps, dtype=np.int64)
         per_example = len(t_grid)
     elif spec.replay:
-        if replay is None or len(replay["timestep"]) != n:
+        if replay is None or len(replay["timestep"]) != n_all:
             raise ValueError("replay features need the replay schedule of every training example")
         t_grid = None
         per_example = 1
@@ -255,11 +205,17 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
         t_grid = feature_timesteps(spec.n_timesteps, spec.schedule,
                                    scheduler.config.num_train_timesteps)
         per_example = spec.n_timesteps * spec.n_noises
-        timesteps = torch.as_tensor(np.repeat(t_grid, spec.n_noises), device=device)
-    # Cap the vmapped batch at ~2048 example-timesteps (512 when each one's gradient is kept
-    # for normalisation): memory stays flat as N grows.
-    budget = 512 if spec.normalize or spec.journey else 2048
-    batch_size = batch_size or max(1, budget // per_example)
+    n = last - first
+    if batch_size:
+        plan = GradientPlan("vmap", batch_size, per_example, 0)
+    else:
+        plan = plan_gradients(p, module_profile(unet)["activation_bytes"], per_example,
+                              spec.normalize, budget_bytes or D.memory_budget(device),
+                              n_examples=max(n, 1),
+                              max_items=512 if spec.normalize or spec.journey else 2048)
+    if t_grid is not None:
+        timesteps = torch.as_tensor(t_grid if spec.journey else np.repeat(t_grid, spec.n_noises),
+                                    device=device)
     seconds = {"gradients": 0.0, "projection": 0.0}
     norms = np.zeros(n, dtype=np.float32)
     bar = None
@@ -268,38 +224,35 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
 
         bar = tqdm(total=n, desc=progress if isinstance(progress, str) else "features",
                    unit="ex", mininterval=2.0, leave=False)
-    with atomic_path(out_path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, projector.k))
-        for start in range(0, n, batch_size):
-            idx = np.arange(start, min(n, start + batch_size))
+    with RowWriter(out_path, (n, projector.k)) as out:
+        for start in range(first, last, plan.batch):
+            idx = np.arange(start, min(last, start + plan.batch))
+            rel = idx - first
             x0 = torch.as_tensor(images[idx], device=device)
-            if spec.journey:
-                # One row per (sample, step): its own image x̂₀⁽ˢ⁾, timestep t_s and noise ε_s.
-                x0 = x0.reshape(-1, *shape)
-                noises = example_noises(noise_seed, idx, per_example, shape).reshape(-1, 1, *shape)
-                t = torch.as_tensor(np.tile(t_grid, len(idx)), device=device)[:, None]
-            elif spec.replay:
+            if spec.replay:
                 noises = example_noise(replay["noise_seed"][idx], shape)[:, None].to(device)
                 t = torch.as_tensor(replay["timestep"][idx], device=device)[:, None]
             else:
+                # Journey: one item per sampling step, its own image x̂₀⁽ˢ⁾, timestep and noise.
                 noises = example_noises(noise_seed, idx, per_example, shape).to(device)
                 t = timesteps
             tic = time.perf_counter()
-            grads = per_example_gradients(unet, scheduler, x0, t, noises, spec.function,
-                                          normalize=spec.normalize)
-            if spec.journey:
-                grads = grads.reshape(len(idx), per_example, -1).mean(dim=1)
-            if spec.replay:
-                grads = grads * torch.as_tensor(replay["seen"][idx], device=device)[:, None]
-            norms[idx] = grads.norm(dim=1).cpu().numpy()
+            blocks = example_gradients(unet, scheduler, x0, t, noises, spec.function,
+                                       normalize=spec.normalize, plan=plan)
+            norms[rel] = block_norms(blocks).float().cpu().numpy()
             mid = time.perf_counter()
-            out[idx] = projector.project(grads).cpu().numpy()
+            rows_out = projector.project(blocks).cpu().numpy()
+            del blocks
+            if spec.replay:
+                # An example the log never trains on had no influence: a zero gradient.
+                unseen = ~replay["seen"][idx]
+                rows_out[unseen] = 0.0
+                norms[rel[unseen]] = 0.0
+            out.write(int(rel[0]), rows_out)
             seconds["gradients"] += mid - tic
             seconds["projection"] += time.perf_counter() - mid
             if bar is not None:
                 bar.update(len(idx))
-        out.flush()
-        del out
     save_npy(norms_path(out_path), norms)
     if bar is not None:
         bar.close()
@@ -308,10 +261,13 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
             "seconds": seconds, "example_timesteps_per_second":
                 n * per_example / max(seconds["gradients"], 1e-9),
             **projector.describe(), "spec": asdict(spec), "normalize": spec.normalize,
-            "norms": Path(norms_path(out_path)).name}
+            "norms": Path(norms_path(out_path)).name,
+            "gradient_plan": {"mode": plan.mode, "batch": plan.batch,
+                              "item_chunk": plan.item_chunk, "peak_bytes": plan.peak_bytes},
+            "rows": [first, last], **D.describe(device)}
     if spec.replay:
-        info["replay"] = {"n_unseen": int((~replay["seen"]).sum()),
-                          "timestep_mean": float(np.mean(replay["timestep"]))}
+        info["replay"] = {"n_unseen": int((~replay["seen"][first:last]).sum()),
+                          "timestep_mean": float(np.mean(replay["timestep"][first:last]))}
     return info
 
 
@@ -326,45 +282,64 @@ def norms_path(features_path) -> Path:
     return path.with_name(path.stem + ".norms.npy")
 
 
+def shard_rows(n: int, n_shards: int, shard: int) -> tuple[int, int]:
+    """Rows (a, b) of shard ``shard`` of ``n_shards`` near-equal shards of n examples."""
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard {shard} does not exist ({n_shards} shards)")
+    return shard * n // n_shards, (shard + 1) * n // n_shards
+
+
 def write_features(model_path, model_cfg: dict, images_path, images_key: str, split: str,
                    feature_id: str, seed: int, out_path, run_dir=None,
-                   training_log_path=None) -> dict:
+                   training_log_path=None, trajectory_path=None,
+                   shard: tuple[int, int] | None = None) -> dict:
     """Workflow stage: features of one split with one feature spec, plus the JSON sidecar.
 
     ``model_path`` is the full model or one of its checkpoints; replay features also need
-    ``training_log_path``. ``run_dir`` (for the relative paths in the sidecar) defaults to the
+    ``training_log_path``, journey features the generation set's ``trajectory_path``.
+    ``shard = (i, n)``: only shard i of n of the split's rows (:func:`shard_rows`), merged later
+    by :func:`merge_shards`. ``run_dir`` (for the relative paths in the sidecar) defaults to the
     run folder that ``out_path`` (``<run>/features/<model>/<feature id>/<split>.npy``) lies in."""
     import os
 
-    from dabench.io import load_npz, save_json, sha256
+    from dabench.io import load_npy, load_npz, save_json, sha256
     from dabench.model import build_scheduler, load_model
 
     spec = FeatureSpec.parse(feature_id)
     unet, meta = load_model(model_path)
     scheduler = build_scheduler(model_cfg)
-    images = load_npz(images_path)[images_key]
+    samples = load_npz(images_path)
+    images = samples[images_key]
     step = meta.get("step", meta.get("steps"))
-    replay, journey = None, None
+    rows = None if shard is None else shard_rows(len(images), shard[1], shard[0])
+    replay, journey, scratch = None, None, None
     if spec.journey:
         from dabench.sampling import journey_points
 
         if split != "generation":
             raise ValueError(f"journey features follow sampling trajectories: the generation set "
                              f"only, not {split!r}")
-        samples = load_npz(images_path)
-        images, journey = journey_points(unet, scheduler.config, samples["trajectory"],
-                                         samples["trajectory_timesteps"])
+        if trajectory_path is None:
+            raise ValueError(f"feature {feature_id} follows the sampling trajectories: pass the "
+                             f"generation set's trajectory file")
+        scratch = Path(out_path).with_name(f".{Path(out_path).stem}.journey-points.npy")
+        images, journey = journey_points(unet, scheduler.config, load_npy(trajectory_path, mmap=True),
+                                         samples["trajectory_timesteps"], out_path=scratch)
     if spec.replay:
         if split != "train":
             raise ValueError(f"replay features exist for the training set only, not {split!r}")
         if training_log_path is None:
             raise ValueError(f"feature {feature_id} replays the training log: pass its path")
         replay = replay_schedule(load_npz(training_log_path), int(step), len(images))
-    info = featurize(unet, scheduler, images, spec,
-                     noise_seed=derive_seed(seed, "feature-noise", split),
-                     projection_seed=projection_seed(seed), out_path=out_path,
-                     progress=f"features {feature_id} {split}", replay=replay,
-                     journey_timesteps=journey)
+    try:
+        info = featurize(unet, scheduler, images, spec,
+                         noise_seed=derive_seed(seed, "feature-noise", split),
+                         projection_seed=projection_seed(seed), out_path=out_path,
+                         progress=f"features {feature_id} {split}", replay=replay,
+                         journey_timesteps=journey, rows=rows)
+    finally:
+        if scratch is not None:
+            scratch.unlink(missing_ok=True)
     run_dir = run_dir or Path(out_path).parents[3]
     save_json(Path(out_path).with_suffix(".json"), {
         **info, "feature_id": feature_id, "split": split, "output_function": spec.function,
@@ -372,8 +347,44 @@ def write_features(model_path, model_cfg: dict, images_path, images_key: str, sp
         "model": os.path.relpath(model_path, run_dir), "model_step": step,
         "images": os.path.relpath(images_path, run_dir), "sha256": sha256(out_path),
         **({"training_log": os.path.relpath(training_log_path, run_dir)} if spec.replay else {}),
+        **({"shard": list(shard)} if shard is not None else {}),
     })
     print(f"[dabench] features {feature_id} {split} ({Path(model_path).stem}): {info['n']} examples,"
-          f" {info['example_timesteps_per_second']:.0f} example-timesteps/s, projection "
+          f" {info['example_timesteps_per_second']:.1f} example-timesteps/s "
+          f"({info['gradient_plan']['mode']}, batch {info['gradient_plan']['batch']}, "
+          f"{info['device']}), projection "
           f"{info['seconds']['projection']:.1f}s of {sum(info['seconds'].values()):.1f}s", flush=True)
+    return info
+
+
+def merge_shards(shard_paths: list, out_path) -> dict:
+    """Workflow stage: join the shards of a split (:func:`write_features` with ``shard``) into
+    ``out_path`` with its norms and sidecar — the same rows as one unsharded job. Streams: one
+    shard in memory at a time."""
+    from dabench.io import atomic_path, load_checked_npy, load_json, load_npy, save_json, save_npy, sha256
+
+    metas = [load_json(Path(p).with_suffix(".json")) for p in shard_paths]
+    order = np.argsort([m["rows"][0] for m in metas])
+    shard_paths, metas = [shard_paths[i] for i in order], [metas[i] for i in order]
+    for a, b in zip(metas, metas[1:]):
+        if a["rows"][1] != b["rows"][0]:
+            raise ValueError(f"feature shards do not tile the rows: {a['rows']} then {b['rows']}")
+    n, k = metas[-1]["rows"][1] - metas[0]["rows"][0], metas[0]["k"]
+    norms = np.concatenate([load_npy(norms_path(p)) for p in shard_paths])
+    with atomic_path(out_path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, k))
+        for path, meta in zip(shard_paths, metas):
+            a, b = meta["rows"]
+            out[a:b] = load_checked_npy(path, mmap=True)
+        out.flush()
+        del out
+    save_npy(norms_path(out_path), norms)
+    seconds = {key: sum(m["seconds"][key] for m in metas) for key in metas[0]["seconds"]}
+    info = {**{k: v for k, v in metas[0].items() if k not in ("shard", "rows", "sha256")},
+            "n": int(n), "rows": [0, int(n)], "seconds": seconds, "n_shards": len(metas),
+            "example_timesteps_per_second": float(
+                sum(m["example_timesteps_per_second"] * m["seconds"]["gradients"] for m in metas)
+                / max(seconds["gradients"], 1e-9)),
+            "sha256": sha256(out_path)}
+    save_json(Path(out_path).with_suffix(".json"), info)
     return info

@@ -69,9 +69,10 @@ def save_npz(path, **arrays: np.ndarray) -> None:
             np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
 
 
-def load_npz(path) -> dict[str, np.ndarray]:
+def load_npz(path, keys=None) -> dict[str, np.ndarray]:
+    """The arrays of an .npz (only ``keys`` when given: the others are not read)."""
     with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+        return {k: z[k] for k in (z.files if keys is None else keys)}
 
 
 def _json_default(obj: Any):
@@ -174,3 +175,63 @@ def load_checked_npy(path, mmap: bool = False) -> np.ndarray:
         return load_npy(path, mmap=mmap)
     except ValueError as exc:
         raise CorruptFileError(f"{path} cannot be read: {exc}") from exc
+
+
+def npy_header(path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(shape, dtype, data offset)`` of a C-ordered .npy file, from its header."""
+    with open(path, "rb") as fh:
+        major, _ = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(fh)
+        if fortran:
+            raise CorruptFileError(f"{path}: Fortran-ordered arrays are not supported")
+        return tuple(shape), dtype, fh.tell()
+
+
+def read_rows(path, start: int, stop: int) -> np.ndarray:
+    """Rows ``start … stop-1`` of a .npy file by plain reads: unlike a memory map, the pages read
+    do not stay in the process's resident memory."""
+    shape, dtype, offset = npy_header(path)
+    stop = min(stop, shape[0])
+    row = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+    with open(path, "rb") as fh:
+        fh.seek(offset + start * row * dtype.itemsize)
+        data = np.fromfile(fh, dtype=dtype, count=max(0, stop - start) * row)
+    if data.size != max(0, stop - start) * row:
+        raise CorruptFileError(f"{path} is truncated: rows {start}…{stop} are missing")
+    return data.reshape(max(0, stop - start), *shape[1:])
+
+
+class RowWriter:
+    """A .npy of ``shape`` written block by block with plain writes (no memory map, so what is
+    written does not stay in the writer's resident memory); the file appears under its name only
+    when the ``with`` block completes. A row is ``shape[lead:]``; :meth:`write` takes consecutive
+    rows at a flat index over the ``lead`` leading axes (C order)."""
+
+    def __init__(self, path, shape: tuple[int, ...], dtype=np.float32, lead: int = 1):
+        self.path, self.shape, self.dtype = Path(path), tuple(int(s) for s in shape), np.dtype(dtype)
+        self.lead = lead
+        self._n_rows = int(np.prod(self.shape[:lead], dtype=np.int64))
+        self._row = int(np.prod(self.shape[lead:], dtype=np.int64)) * self.dtype.itemsize
+
+    def __enter__(self):
+        self._ctx = atomic_path(self.path)
+        self._tmp = self._ctx.__enter__()
+        self._fh = open(self._tmp, "wb")
+        np.lib.format.write_array_header_1_0(
+            self._fh, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                       "shape": self.shape})
+        self._offset = self._fh.tell()
+        self._fh.truncate(self._offset + self._n_rows * self._row)
+        return self
+
+    def write(self, start: int, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if rows.shape[1:] != self.shape[self.lead:] or start + len(rows) > self._n_rows:
+            raise ValueError(f"rows of shape {rows.shape} at {start} do not fit {self.shape}")
+        self._fh.seek(self._offset + start * self._row)
+        self._fh.write(rows.tobytes())
+
+    def __exit__(self, *exc):
+        self._fh.close()
+        return self._ctx.__exit__(*exc)

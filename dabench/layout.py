@@ -16,6 +16,8 @@ FULL_MODEL = "models/full/model.safetensors"
 FULL_MODEL_CHECKPOINTS = "models/full/checkpoints"
 TRAINING_LOG = "models/full/training_log.npz"
 GENERATION = "generation/samples.npz"
+# The sampling trajectories of the generation set, (S+1, n, C, H, W) float32, memory-mapped.
+TRAJECTORY = "generation/trajectory.npy"
 # The Diffusion-ReTrac outlier experiment is a run of its own inside this folder, same layout.
 OUTLIER_RUN = "outliers"
 LDS_TABLE = "tables/lds.csv"

@@ -166,15 +166,31 @@ def run_retrains(
         train_seed, init_seed = retrain_seeds(master_seed, r)
         tic = time.perf_counter()
         label = f"{family} retrain {n_done + 1}/{len(items)} (subset {j}, seed {r})"
-        result = M.train(images, subsets[j], model_cfg, recipe, seed=train_seed, init_seed=init_seed,
-                         resume_path=partial_dir / f"subset{j:04d}_seed{r}.{key}.resume.safetensors",
-                         progress=label if progress else False)
-        outputs = {f"outputs.{name}": M.model_output(result.unet, scheduler, q, grid,
+        stem = f"subset{j:04d}_seed{r}.{key}"
+        trained = partial_dir / f"{stem}.trained.safetensors"
+        unet = None
+        if trained.exists():
+            # Killed while computing the outputs: the trained model is kept, not retrained.
+            try:
+                unet, _ = M.load_model(trained)
+            except Exception:  # a partial write: train again
+                unet = None
+        if unet is None:
+            result = M.train(images, subsets[j], model_cfg, recipe, seed=train_seed,
+                             init_seed=init_seed,
+                             resume_path=partial_dir / f"{stem}.resume.safetensors",
+                             progress=label if progress else False)
+            unet = result.unet
+            M.save_model(trained, unet, {"family": family, "subset": j, "seed": r,
+                                         "unet_config": M.unet_config(model_cfg, images.shape[1],
+                                                                      images.shape[-1])})
+        outputs = {f"outputs.{name}": M.model_output(unet, scheduler, q, grid,
                                                      output_cfg["noises"],
-                                                     derive_seed(master_seed, "output", name))
+                                                     derive_seed(master_seed, "output", name),
+                                                     resume_path=partial_dir / f"{stem}.{name}.outputs.npz")
                    for name, q in queries.items()}
         if model_dir is not None:
-            M.save_model(Path(model_dir) / f"subset{j:04d}_seed{r}.safetensors", result.unet,
+            M.save_model(Path(model_dir) / f"subset{j:04d}_seed{r}.safetensors", unet,
                          {"family": family, "subset": j, "seed": r, "steps": recipe["steps"],
                           "members": subsets[j].tolist(), "train_seed": train_seed,
                           "init_seed": init_seed, "recipe": recipe,
@@ -183,9 +199,9 @@ def run_retrains(
         row = {"subset": np.int64(j), "seed": np.int64(r),
                "seconds": np.float64(time.perf_counter() - tic), **outputs}
         save_npz(done_file, **row)
-        resume = partial_dir / f"subset{j:04d}_seed{r}.{key}.resume.safetensors"
-        for leftover in (resume, resume.with_suffix(".json")):
-            leftover.unlink(missing_ok=True)
+        for leftover in partial_dir.glob(f"{stem}.*"):
+            if leftover != done_file:
+                leftover.unlink(missing_ok=True)
         rows.append(row)
         if progress:
             print(f"[dabench] {label} done in {row['seconds']:.1f}s", flush=True)

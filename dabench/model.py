@@ -28,6 +28,11 @@ UNET_KEYS = ("block_out_channels", "layers_per_block", "down_block_types", "up_b
              "norm_num_groups", "attention_head_dim", "dropout")
 
 
+def unet_config_keys() -> tuple[str, ...]:
+    """The ``UNet2DModel`` arguments :func:`unet_config` sets (and a saved model records)."""
+    return ("sample_size", "in_channels", "out_channels") + UNET_KEYS
+
+
 def unet_config(model_cfg: dict, channels: int, resolution: int) -> dict:
     """kwargs of ``UNet2DModel`` from the ``model`` config section and the data's shape."""
     cfg = {k: model_cfg[k] for k in UNET_KEYS}
@@ -99,14 +104,36 @@ def timestep_grid(num_train_timesteps: int, n: int) -> np.ndarray:
     return (np.arange(n) * num_train_timesteps // n).astype(np.int64)
 
 
+def output_batch_size(unet, budget_bytes: int | None = None) -> int:
+    """Forward passes per batch for :func:`model_output`: what fits ``budget_bytes`` (the job's
+    working memory, :func:`dabench.device.memory_budget`) at the model's activation size."""
+    from dabench import device as D
+    from dabench.profile import module_profile
+
+    budget = budget_bytes or D.memory_budget(next(unet.parameters()).device)
+    prof = module_profile(unet)
+    per_sample = FORWARD_FACTOR * prof["activation_bytes"] + 3 * prof["output_bytes"]
+    return int(max(1, min(2048, budget // per_sample)))
+
+
+# Peak bytes of a no-grad forward per sample, as a multiple of the saved-activation count.
+FORWARD_FACTOR = 0.5
+
+
 @torch.no_grad()
 def model_output(unet, scheduler, images: np.ndarray, timesteps: np.ndarray, n_noises: int,
-                 noise_seed: int, batch_size: int = 2048) -> np.ndarray:
+                 noise_seed: int, batch_size: int | None = None, resume_path=None,
+                 save_every_s: float = 300.0) -> np.ndarray:
     """f(x; θ) = mean over ``timesteps`` × ``n_noises`` fixed noises of ℓ(x, t, ε; θ).
 
     ``images``: (Q, C, H, W) in [-1, 1]. Returns (Q,) float32. Noise of query q, noise k and grid
     timestep j depends only on (noise_seed, q, k, j): the same for every model evaluated.
-    """
+    Batches fill the job's working memory (:func:`output_batch_size`) on the model's device.
+    ``resume_path`` (.npz): the losses computed so far are saved there every ``save_every_s``
+    seconds, and a re-run continues from them (the paper scale's 6M forward passes per retrain
+    take hours)."""
+    from dabench.io import load_npz, save_npz
+
     device = next(unet.parameters()).device
     unet.eval()
     q_idx, k_idx, j_idx = np.meshgrid(np.arange(len(images)), np.arange(n_noises),
@@ -117,13 +144,30 @@ def model_output(unet, scheduler, images: np.ndarray, timesteps: np.ndarray, n_n
     base = derive_seed(noise_seed, "model-output")
     seeds = (base + (q_idx * n_noises + k_idx) * len(timesteps) + j_idx) % (2**63 - 1)
     losses = np.empty(len(q_idx), dtype=np.float64)
+    done = 0
+    key = fingerprint({"seed": noise_seed, "timesteps": np.asarray(timesteps).tolist(),
+                       "n_noises": n_noises, "shape": list(images.shape)})
+    if resume_path is not None and Path(resume_path).exists():
+        try:
+            state = load_npz(resume_path)
+            if str(state["key"]) == key:
+                done = int(state["done"])
+                losses[:done] = state["losses"][:done]
+        except (OSError, KeyError, ValueError):
+            done = 0
+    batch_size = batch_size or output_batch_size(unet)
     x_all = torch.as_tensor(images)
-    for start in range(0, len(q_idx), batch_size):
+    last_save = time.perf_counter()
+    for start in range(done, len(q_idx), batch_size):
         sl = slice(start, start + batch_size)
         x0 = x_all[q_idx[sl]].to(device)
         t = torch.as_tensor(timesteps[j_idx[sl]], device=device)
         noise = example_noise(seeds[sl], tuple(images.shape[1:])).to(device)
         losses[sl] = per_example_loss(unet, scheduler, x0, t, noise).double().cpu().numpy()
+        if resume_path is not None and time.perf_counter() - last_save > save_every_s:
+            save_npz(resume_path, key=np.asarray(key), done=np.int64(min(len(q_idx), start + batch_size)),
+                     losses=losses[:start + batch_size])
+            last_save = time.perf_counter()
     return losses.reshape(len(images), -1).mean(1).astype(np.float32)
 
 
@@ -208,9 +252,12 @@ def _model_tensors(unet) -> dict:
     return {f"model.{k}": v for k, v in unet.state_dict().items()}
 
 
-def load_model(path, model_cfg: dict | None = None):
-    """Load a checkpoint written by :func:`train` (checksum verified); return ``(unet, meta)``."""
+def load_model(path, device=None):
+    """Load a checkpoint written by :func:`train` (checksum verified) onto ``device`` (default:
+    the job's, :func:`dabench.device.current`); return ``(unet, meta)`` in eval mode."""
     from diffusers import UNet2DModel
+
+    from dabench import device as D
 
     tensors, meta = load_tensors(path)
     unet = UNet2DModel(**{k: tuple(v) if isinstance(v, list) else v
@@ -221,7 +268,7 @@ def load_model(path, model_cfg: dict | None = None):
     if missing or unexpected:
         raise CorruptFileError(f"checkpoint {path} does not match its UNet config "
                                f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return unet.eval(), meta
+    return unet.to(device or D.current()).eval(), meta
 
 
 def train(
@@ -256,8 +303,11 @@ def train(
     """
     from accelerate import Accelerator
 
+    from dabench import device as D
+
+    # The job's device (dabench.device.select): never a silent fall-back to the CPU.
     accelerator = accelerator or Accelerator(mixed_precision=recipe["mixed_precision"],
-                                             cpu=not torch.cuda.is_available())
+                                             cpu=D.current().type == "cpu")
     channels, resolution = images.shape[1], images.shape[-1]
     plan = training_plan(members, recipe, seed, model_cfg["num_train_timesteps"])
     unet = build_unet(model_cfg, channels, resolution, init_seed)

@@ -66,11 +66,16 @@ class PropertyModel:
 
         self.embedder = ClassifierEmbedder(classifier_path)
 
-    def logits(self, images: np.ndarray) -> np.ndarray:
+    def logits(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """(N, classes) logits, in batches on the job's device."""
         import torch
 
+        net, device = self.embedder.net, self.embedder.device
         with torch.no_grad():
-            return self.embedder.net(torch.as_tensor(images, dtype=torch.float32)).numpy()
+            return np.concatenate([
+                net(torch.as_tensor(images[i:i + batch_size], dtype=torch.float32,
+                                    device=device)).float().cpu().numpy()
+                for i in range(0, len(images), batch_size)])
 
     def embed(self, images: np.ndarray) -> np.ndarray:
         return self.embedder.embed(images)

@@ -93,27 +93,39 @@ def source_precision(scores: np.ndarray, query_origin: np.ndarray, train_origin:
 
 
 def gradient_norms(unet, scheduler, images: np.ndarray, timesteps: np.ndarray,
-                   noise_seeds: np.ndarray, batch_size: int = 256) -> np.ndarray:
+                   noise_seeds: np.ndarray) -> np.ndarray:
     """Exact ‖∇_θ ℓ(x_b, t_b, ε_b; θ)‖ for rows b, ε_b from its seed, (B,)."""
-    return np.concatenate([
-        g.norm(dim=1).cpu().numpy()
-        for g in _gradients(unet, scheduler, images, timesteps, noise_seeds, batch_size)])
+    return np.concatenate([norms for _, _, norms in
+                           _gradients(unet, scheduler, images, timesteps, noise_seeds)])
 
 
-def _gradients(unet, scheduler, images, timesteps, noise_seeds, batch_size):
+def _gradients(unet, scheduler, images, timesteps, noise_seeds, projectors=()):
+    """Per row b: ∇ℓ(x_b, t_b, ε_b) in batches planned for the job's memory budget
+    (:func:`dabench.gradients.plan_gradients`, one item per example). Yields ``(rows, projected,
+    norms)``: the batch's row indices, each projector's (B, k) projection as float64 arrays, and
+    the exact norms — the gradients themselves never leave the batch."""
     import torch
 
-    from dabench.features import per_example_gradients
+    from dabench import device as D
+    from dabench.gradients import block_norms, example_gradients, plan_gradients
     from dabench.model import example_noise
+    from dabench.profile import module_profile
 
     device = next(unet.parameters()).device
     shape = tuple(images.shape[1:])
-    for start in range(0, len(images), batch_size):
-        sl = slice(start, start + batch_size)
+    p = sum(q.numel() for q in unet.parameters())
+    plan = plan_gradients(p, module_profile(unet)["activation_bytes"], 1, False,
+                          D.memory_budget(device), n_examples=max(len(images), 1))
+    for start in range(0, len(images), plan.batch):
+        sl = slice(start, start + plan.batch)
         x0 = torch.as_tensor(images[sl], device=device)
         t = torch.as_tensor(np.asarray(timesteps[sl]), device=device)[:, None]
         noise = example_noise(np.asarray(noise_seeds[sl]), shape)[:, None].to(device)
-        yield per_example_gradients(unet, scheduler, x0, t, noise, "loss")
+        blocks = example_gradients(unet, scheduler, x0, t, noise, "loss", plan=plan)
+        norms = block_norms(blocks).cpu().numpy()
+        projected = [proj.project(blocks).double().cpu().numpy() for proj in projectors]
+        del blocks
+        yield np.arange(sl.start, sl.start + len(norms)), projected, norms
 
 
 def timestep_norms(unet, scheduler, images: np.ndarray, grid: np.ndarray,
@@ -200,8 +212,6 @@ def manipulation(methods: dict, method_inputs: dict, checkpoints: dict, model_cf
     ``methods``: id -> built checkpoint method (Diffusion-TracIn, Diffusion-ReTrac);
     ``method_inputs``: id -> its inputs on ``query_set`` plus ``scores`` (its score file).
     The first method's scores choose the uninfluential examples."""
-    import torch
-
     from dabench.features import projection_seed, replay_schedule
     from dabench.io import load_checked_npy, load_npy, load_npz
     from dabench.model import build_scheduler, load_model
@@ -225,17 +235,21 @@ def manipulation(methods: dict, method_inputs: dict, checkpoints: dict, model_cf
         replay = replay_schedule(log, step, n)
         unet, _ = load_model(checkpoints[step])
         t = np.full(len(union), t_max[step])
-        grads = torch.cat(list(_gradients(unet, scheduler, images[union], t,
-                                          replay["noise_seed"][union], 256)))
-        norms = grads.norm(dim=1).double().numpy()
-        projected = {}   # methods sharing a training feature share its projection
+        # Methods sharing a training feature share its projection; gradients are projected
+        # batch by batch (never all of them at once: 4000 of the paper UNet's are 570 GB).
+        specs = sorted({(methods[m].train_spec.projection, methods[m].train_spec.k) for m in ids})
+        p = sum(q.numel() for q in unet.parameters())
+        projectors = [make_projector(name, p, k, projection_seed(seed)) for name, k in specs]
+        projected = {spec: np.empty((len(union), proj.k)) for spec, proj in zip(specs, projectors)}
+        norms = np.empty(len(union))
+        for rows, parts, batch_norms in _gradients(unet, scheduler, images[union], t,
+                                                   replay["noise_seed"][union], projectors):
+            norms[rows] = batch_norms
+            for spec, part in zip(specs, parts):
+                projected[spec][rows] = part
         for m in ids:
             method, inputs = methods[m], method_inputs[m]
             spec = method.train_spec
-            if (spec.projection, spec.k) not in projected:
-                projector = make_projector(spec.projection, grads.shape[1], spec.k,
-                                           projection_seed(seed))
-                projected[spec.projection, spec.k] = projector.project(grads).double().numpy()
             query = load_checked_npy(inputs[f"query_{step}"]).astype(np.float64)[queries]
             new[m] += etas[m][step] * method.combine(query, projected[spec.projection, spec.k],
                                                      None, norms)

@@ -5,8 +5,10 @@ Scripts under ``scripts/`` call :func:`job` as a context manager::
     with job(snakemake) as smk:
         do_the_work(smk.input.x, smk.output.y, **smk.params)
 
-It caps torch to the job's threads, copies stdout/stderr into the job's log file (progress bars
-still reach the terminal), and turns a dabench error into one line naming the culprit.
+It caps torch to the job's threads, chooses the job's device (a GPU rule — one that asked the
+scheduler for a ``gpu`` — uses CUDA, and with ``device: cuda`` fails at once without it;
+:mod:`dabench.device`), copies stdout/stderr into the job's log file (progress bars still reach
+the terminal), and turns a dabench error into one line naming the culprit.
 """
 
 from __future__ import annotations
@@ -50,9 +52,19 @@ def set_threads(threads: int) -> None:
         sys.modules["torch"].set_num_threads(int(threads))
 
 
+def wants_gpu(smk) -> bool:
+    """The rule asked the scheduler for a GPU (its ``gpu`` resource)."""
+    resources = getattr(smk, "resources", None)
+    try:
+        return int(getattr(resources, "gpu", 0) or 0) > 0
+    except (TypeError, ValueError):
+        return False
+
+
 @contextlib.contextmanager
 def job(smk):
     set_threads(getattr(smk, "threads", 1) or 1)
+    config = getattr(smk, "config", None) or {}
     log_path = Path(smk.log[0]) if len(getattr(smk, "log", [])) else None
     log = None
     old = sys.stdout, sys.stderr
@@ -62,14 +74,24 @@ def job(smk):
         sys.stdout, sys.stderr = _Tee(old[0], log), _Tee(old[1], log)
     tic = time.perf_counter()
     try:
+        from dabench import device
+
+        gpu = wants_gpu(smk)
+        if gpu:
+            device.select(config.get("device", "auto"), True, smk.rule, config.get("memory"))
+        else:
+            device.set_memory(config.get("memory"))
+            device.use_cpu()
         yield smk
         print(f"[dabench] {smk.rule} finished in {time.perf_counter() - tic:.1f}s", flush=True)
     except Exception as exc:
         from dabench.config import ConfigError
         from dabench.data import DataError
+        from dabench.device import DeviceError
         from dabench.io import CorruptFileError
 
-        if isinstance(exc, (ConfigError, DataError, CorruptFileError, FileNotFoundError)):
+        if isinstance(exc, (ConfigError, DataError, CorruptFileError, DeviceError,
+                            FileNotFoundError)):
             print(f"\n[dabench] error in rule {smk.rule}: {exc}\n", file=sys.stderr, flush=True)
         else:
             traceback.print_exc()

@@ -2,9 +2,14 @@
 
 :func:`generate` returns the generation set (the queries of the ``generation`` query set) and the
 trajectories x_T … x_0 that Journey-TRAK scores along, together with the timestep of each state.
+The workflow stores the trajectories apart from the samples (``generation/trajectory.npy``, a
+memory-mapped (S+1, n, C, H, W) array written state by state), so a job that reads the 1000
+generated images does not load 51 times as many.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import torch
@@ -17,17 +22,30 @@ def sample_seeds(master_seed: int, n: int, purpose: str = "generation") -> np.nd
     return np.array([derive_seed(master_seed, purpose, i) for i in range(n)], dtype=np.int64)
 
 
+def sampling_batch_size(unet) -> int:
+    """Samples per DDIM batch: what fits the job's working memory (no-grad forward passes)."""
+    from dabench.model import output_batch_size
+
+    return min(256, output_batch_size(unet))
+
+
 @torch.no_grad()
 def generate(unet, scheduler_config: dict, seeds: np.ndarray, inference_steps: int = 50,
-             eta: float = 0.0, batch_size: int = 256, progress: bool = False) -> dict:
+             eta: float = 0.0, batch_size: int | None = None, progress: bool = False,
+             keep_trajectory: bool = True, trajectory_path=None) -> dict:
     """DDIM samples from the initial noises of ``seeds``.
 
     Returns ``images`` (n, C, H, W) float32 in [-1, 1]; ``trajectory`` (S+1, n, C, H, W) float32 —
-    x_T, then the state after each of the S DDIM steps (the last equals ``images``);
-    ``trajectory_timesteps`` (S+1,) int64 — the timestep each state belongs to (x_T has T-1 … the
-    final state 0 is marked -1, it is the clean estimate x_0); ``seeds`` (n,).
+    x_T, then the state after each of the S DDIM steps (the last equals ``images``) — when
+    ``keep_trajectory`` and no ``trajectory_path``; ``trajectory_timesteps`` (S+1,) int64 — the
+    timestep each state belongs to (x_T has T-1 … the final state 0 is marked -1, it is the
+    clean estimate x_0); ``seeds`` (n,). With ``trajectory_path`` (.npy) the states are written
+    to that file as they are computed (moved into place when complete) instead of being
+    returned (read it back memory-mapped: ``np.load(path, mmap_mode="r")``). The initial noises come from CPU generators: the same on any device.
     """
     from diffusers import DDIMScheduler
+
+    from dabench.io import RowWriter
 
     device = next(unet.parameters()).device
     unet.eval()
@@ -35,43 +53,66 @@ def generate(unet, scheduler_config: dict, seeds: np.ndarray, inference_steps: i
     sched.set_timesteps(inference_steps)
     cfg = unet.config
     shape = (cfg.in_channels, cfg.sample_size, cfg.sample_size)
-    images, trajectories = [], []
-    batches = range(0, len(seeds), batch_size)
+    n, steps = len(seeds), len(sched.timesteps)
+    images = np.empty((n, *shape), dtype=np.float32)
+    batch_size = batch_size or sampling_batch_size(unet)
+    batches = range(0, n, batch_size)
     if progress:
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc="DDIM", unit="batch", leave=False)
-    for start in batches:
-        chunk = seeds[start:start + batch_size]
-        gen = torch.Generator()
-        x = torch.stack([torch.randn(shape, generator=gen.manual_seed(int(s))) for s in chunk])
-        x = x.to(device)
-        states = [x.cpu()]
-        step_gen = torch.Generator(device="cpu").manual_seed(int(chunk[0]))
-        for t in sched.timesteps:
-            eps = unet(x, t).sample
-            out = sched.step(eps, t, x, eta=eta, generator=step_gen if eta > 0 else None)
-            x = out.prev_sample
-            states.append(x.cpu())
-        images.append(x.cpu())
-        trajectories.append(torch.stack(states))
+    with contextlib.ExitStack() as stack:
+        trajectory, writer = None, None
+        if trajectory_path is not None:
+            # Rows (step, sample) of the (S+1)·n states: state i of samples a…b is rows i·n + a….
+            writer = stack.enter_context(RowWriter(trajectory_path, (steps + 1, n, *shape), lead=2))
+        elif keep_trajectory:
+            trajectory = np.empty((steps + 1, n, *shape), dtype=np.float32)
+
+        def keep(i, sl, x):
+            if writer is not None:
+                writer.write(i * n + sl.start, x.cpu().numpy())
+            elif trajectory is not None:
+                trajectory[i, sl] = x.cpu().numpy()
+
+        for start in batches:
+            chunk = seeds[start:start + batch_size]
+            sl = slice(start, start + len(chunk))
+            gen = torch.Generator()
+            x = torch.stack([torch.randn(shape, generator=gen.manual_seed(int(s))) for s in chunk])
+            x = x.to(device)
+            keep(0, sl, x)
+            step_gen = torch.Generator(device="cpu").manual_seed(int(chunk[0]))
+            for i, t in enumerate(sched.timesteps):
+                eps = unet(x, t).sample
+                if eta > 0:
+                    # DDIM's stochastic term drawn on the CPU: the same noise on any device.
+                    variance = torch.randn(x.shape, generator=step_gen).to(device)
+                    out = sched.step(eps, t, x, eta=eta, variance_noise=variance)
+                else:
+                    out = sched.step(eps, t, x, eta=eta)
+                x = out.prev_sample
+                keep(i + 1, sl, x)
+            images[sl] = x.cpu().numpy()
     timesteps = np.concatenate([sched.timesteps.numpy().astype(np.int64), [-1]])
-    return {
-        "images": torch.cat(images).numpy().astype(np.float32),
-        "trajectory": torch.cat(trajectories, dim=1).numpy().astype(np.float32),
-        "trajectory_timesteps": timesteps,
-        "seeds": np.asarray(seeds, dtype=np.int64),
-    }
+    out = {"images": images, "trajectory_timesteps": timesteps,
+           "seeds": np.asarray(seeds, dtype=np.int64)}
+    if trajectory is not None:
+        out["trajectory"] = trajectory
+    return out
 
 
 @torch.no_grad()
 def journey_points(unet, scheduler_config: dict, trajectory: np.ndarray,
-                   trajectory_timesteps: np.ndarray, batch_size: int = 256):
+                   trajectory_timesteps: np.ndarray, batch_size: int | None = None,
+                   out_path=None):
     """Journey-TRAK's points: the clean estimate x̂₀⁽ˢ⁾ the model makes from the state of each
     sampling step s, at that step's timestep t_s (DDIM's ``pred_original_sample``).
 
-    ``trajectory`` (S+1, n, C, H, W) and ``trajectory_timesteps`` (S+1,) as :func:`generate`
-    writes them. Returns ``(points (n, S, C, H, W) float32, timesteps (S,) int64)``.
+    ``trajectory`` (S+1, n, C, H, W) — an array or the memory-mapped file :func:`generate`
+    writes — and ``trajectory_timesteps`` (S+1,). Returns ``(points (n, S, C, H, W) float32,
+    timesteps (S,) int64)``; with ``out_path`` the points are a memory-mapped .npy there (a
+    scratch file of the caller's), not held in memory.
     """
     from diffusers import DDIMScheduler
 
@@ -83,7 +124,12 @@ def journey_points(unet, scheduler_config: dict, trajectory: np.ndarray,
     if not np.array_equal(sched.timesteps.numpy(), steps):
         raise ValueError(f"trajectory timesteps {steps[:4].tolist()}… are not DDIM's "
                          f"{len(steps)}-step schedule")
-    points = np.empty((trajectory.shape[1], len(steps), *trajectory.shape[2:]), dtype=np.float32)
+    shape = (trajectory.shape[1], len(steps), *trajectory.shape[2:])
+    if out_path is None:
+        points = np.empty(shape, dtype=np.float32)
+    else:
+        points = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.float32, shape=shape)
+    batch_size = batch_size or sampling_batch_size(unet)
     for s, t in enumerate(sched.timesteps):
         for start in range(0, trajectory.shape[1], batch_size):
             x = torch.as_tensor(trajectory[s, start:start + batch_size], device=device)
@@ -93,8 +139,9 @@ def journey_points(unet, scheduler_config: dict, trajectory: np.ndarray,
 
 
 def write_generation_set(model_path, model_cfg: dict, generation_cfg: dict, seed: int,
-                         out_path) -> dict:
-    """Workflow stage: sample the generation set from the full model and save it (.npz)."""
+                         out_path, trajectory_path) -> dict:
+    """Workflow stage: sample the generation set from the full model; the samples (.npz:
+    ``images``, ``seeds``, ``trajectory_timesteps``) and the trajectories (.npy) apart."""
     from dabench.io import save_npz
     from dabench.model import build_scheduler, load_model
 
@@ -102,6 +149,6 @@ def write_generation_set(model_path, model_cfg: dict, generation_cfg: dict, seed
     seeds = sample_seeds(seed, generation_cfg["n_samples"])
     out = generate(unet, build_scheduler(model_cfg).config, seeds,
                    inference_steps=generation_cfg["inference_steps"], eta=generation_cfg["eta"],
-                   progress=True)
+                   progress=True, trajectory_path=trajectory_path)
     save_npz(out_path, **out)
     return out

@@ -265,7 +265,7 @@ class Evaluator:
 
         return generate(unet, self.scheduler, self.seeds,
                         inference_steps=self.generation_cfg["inference_steps"],
-                        eta=self.generation_cfg["eta"])["images"]
+                        eta=self.generation_cfg["eta"], keep_trajectory=False)["images"]
 
     def __call__(self, unet) -> tuple[dict, np.ndarray]:
         from dabench.properties import global_properties
@@ -302,6 +302,7 @@ def write_reference(full_model_path, classifier_path, model_cfg: dict, generatio
                     cfg: dict, seed: int, out_path, json_path) -> dict:
     """Workflow stage: the full model's samples fix the clusters (Ward, ``n_clusters``); F of θ_D
     and of θ_∅ (the untrained model: the full model's initialisation)."""
+    from dabench import device as D
     from dabench import model as M
     from dabench.io import save_json, save_npz
     from dabench.properties import fit_clusters
@@ -313,7 +314,7 @@ def write_reference(full_model_path, classifier_path, model_cfg: dict, generatio
     full, _ = ev(unet)
     cfg_u = meta["unet_config"]
     empty = M.build_unet(model_cfg, cfg_u["in_channels"], cfg_u["sample_size"],
-                         meta.get("init_seed", derive_seed(seed, "full-init")))
+                         meta.get("init_seed", derive_seed(seed, "full-init"))).to(D.current())
     f_empty, empty_images = ev(empty)
     save_npz(out_path, centroids=ev.centroids, images=images, empty_images=empty_images,
              seeds=ev.seeds)

@@ -9,10 +9,9 @@ rule compute_scores:
     params:
         method=lambda wc: ALL_METHODS[wc.method_id],
         query_sets=QUERY_SETS,
-    threads: 1
+    threads: threads_of("compute_scores")
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **resources_of("compute_scores"),
     log:
         log_path("compute_scores/{method_id}"),
     benchmark:
@@ -35,6 +34,8 @@ use rule compute_scores as compute_generation_scores with:
     params:
         method=lambda wc: ALL_METHODS[wc.method_id],
         query_sets=["generation"],
+    resources:
+        **resources_of("compute_generation_scores"),
 
 
 # Self-influence of every training example (checkpoint methods: outlier detection, ReTrac §6.3).
@@ -50,8 +51,7 @@ rule compute_self_influence:
         method=lambda wc: config["methods"][wc.method_id],
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **resources_of("compute_self_influence"),
     log:
         log_path("compute_self_influence/{method_id}"),
     conda:

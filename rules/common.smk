@@ -1,14 +1,20 @@
 # Lookups and constraints shared by the rules. No science here: that lives in dabench/.
 
+import os
 import re
 import sys
 
 sys.path.insert(0, workflow.basedir)
+# Jobs import dabench from this checkout, whatever environment runs them (--sdm conda included):
+# no package install, no path in an environment file that breaks when Snakemake copies it.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [workflow.basedir] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 from snakemake.exceptions import WorkflowError
 
 from dabench import config as dabench_config
 from dabench import layout
+from dabench import resources as dabench_resources
 from dabench.ablations import ablation_methods
 from dabench import shapley as dabench_shapley
 from dabench.lds import n_chunks
@@ -95,6 +101,16 @@ wildcard_constraints:
     cf_method="|".join(map(re.escape, CF_METHODS)) or "NO_METHOD",
     query=r"\d{4}",
     method_id="|".join(map(re.escape, sorted(ALL_METHODS))) if ALL_METHODS else "NO_METHOD",
+
+
+def resources_of(rule_name):
+    """A rule's resources — gpu, mem_mb, runtime, disk_mb — derived from the config by
+    dabench.resources (the same numbers `make plan` prints); more memory on each retry."""
+    return dabench_resources.rule_resources(rule_name, config)
+
+
+def threads_of(rule_name):
+    return dabench_resources.rule_threads(rule_name, config)
 
 
 def one_of(ids):

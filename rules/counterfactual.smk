@@ -19,9 +19,7 @@ rule counterfactual_retrain:
         resume=lambda wc: run_path(f"partial/counterfactual/{wc.cf_method}_query{wc.query}.safetensors"),
     threads: 1
     resources:
-        gpu=1,
-        mem_mb=3000,
-        runtime=120,
+        **resources_of("counterfactual_retrain"),
     log:
         log_path("counterfactual_retrain/{cf_method}_{query}"),
     benchmark:

@@ -8,6 +8,8 @@ rule prepare_dataset:
     params:
         data=config["data"],
         seed=config["seed"],
+    resources:
+        **resources_of("prepare_dataset"),
     log:
         log_path("prepare_dataset"),
     conda:

@@ -13,8 +13,7 @@ rule train_embedder:
         seed=config["seed"],
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **resources_of("train_embedder"),
     log:
         log_path("train_embedder"),
     benchmark:
@@ -38,8 +37,7 @@ rule embed:
         splits=["train"] + QUERY_SETS,
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **resources_of("embed"),
     log:
         log_path("embed/{kind}"),
     benchmark:

@@ -19,9 +19,7 @@ rule featurize:
         seed=config["seed"],
     threads: 1
     resources:
-        gpu=1,
-        mem_mb=4000,
-        runtime=120,
+        **resources_of("featurize"),
     log:
         log_path("featurize/{model}_{feature_id}"),
     benchmark:
@@ -50,6 +48,8 @@ use rule featurize as featurize_replay with:
         model=config["model"],
         splits=["train"],
         seed=config["seed"],
+    resources:
+        **resources_of("featurize_replay"),
 
 
 # Journey-TRAK's query side: the generated samples' trajectories under the full model.
@@ -57,6 +57,7 @@ use rule featurize as featurize_journey with:
     input:
         model=run_path(layout.FULL_MODEL),
         images=[run_path(layout.GENERATION)],
+        trajectory=run_path(layout.TRAJECTORY),
     output:
         features=[run_path("features/{model}/{feature_id}/generation.npy")],
         sidecars=[run_path("features/{model}/{feature_id}/generation.json")],
@@ -68,3 +69,5 @@ use rule featurize as featurize_journey with:
         model=config["model"],
         splits=["generation"],
         seed=config["seed"],
+    resources:
+        **resources_of("featurize_journey"),

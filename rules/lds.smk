@@ -64,9 +64,7 @@ rule train_lds_models:
         partial=lambda wc: run_path(f"partial/lds/{wc.family}/chunk{wc.chunk}"),
     threads: 1
     resources:
-        gpu=1,
-        mem_mb=3000,
-        runtime=120,
+        **resources_of("train_lds_models"),
     log:
         log_path("train_lds_models/{family}_{chunk}"),
     benchmark:

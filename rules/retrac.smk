@@ -30,9 +30,7 @@ rule retrac_norm_analyses:
         seed=config["seed"],
     threads: 2
     resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=120,
+        **resources_of("retrac_norm_analyses"),
     log:
         log_path("retrac_norm_analyses"),
     benchmark:
@@ -94,6 +92,8 @@ use rule prepare_dataset as prepare_outlier_dataset with:
         seed=config["seed"],
     log:
         log_path("outliers/prepare_dataset"),
+    resources:
+        **resources_of("prepare_outlier_dataset"),
 
 
 use rule train_full_model as train_outlier_model with:
@@ -113,6 +113,8 @@ use rule train_full_model as train_outlier_model with:
         log_path("outliers/train_full_model"),
     benchmark:
         out_path("benchmarks/train_full_model.tsv")
+    resources:
+        **resources_of("train_outlier_model"),
 
 
 use rule featurize as featurize_outliers with:
@@ -131,6 +133,8 @@ use rule featurize as featurize_outliers with:
         log_path("outliers/featurize/{model}_{feature_id}"),
     benchmark:
         out_path("benchmarks/featurize/{model}_{feature_id}.tsv")
+    resources:
+        **resources_of("featurize_outliers"),
 
 
 use rule featurize_replay as featurize_replay_outliers with:
@@ -150,6 +154,8 @@ use rule featurize_replay as featurize_replay_outliers with:
         log_path("outliers/featurize/{model}_{feature_id}"),
     benchmark:
         out_path("benchmarks/featurize/{model}_{feature_id}.tsv")
+    resources:
+        **resources_of("featurize_replay_outliers"),
 
 
 use rule compute_scores as compute_outlier_scores with:
@@ -167,6 +173,8 @@ use rule compute_scores as compute_outlier_scores with:
         log_path("outliers/compute_scores/{method_id}"),
     benchmark:
         out_path("benchmarks/compute_scores/{method_id}.tsv")
+    resources:
+        **resources_of("compute_outlier_scores"),
 
 
 use rule compute_self_influence as compute_outlier_self_influence with:
@@ -177,6 +185,8 @@ use rule compute_self_influence as compute_outlier_self_influence with:
         sidecar=out_path("scores/{method_id}/self.json"),
     log:
         log_path("outliers/compute_self_influence/{method_id}"),
+    resources:
+        **resources_of("compute_outlier_self_influence"),
 
 
 rule retrac_outlier_tables:

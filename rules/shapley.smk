@@ -33,9 +33,7 @@ rule shapley_reference:
         seed=config["seed"],
     threads: 1
     resources:
-        gpu=1,
-        mem_mb=2000,
-        runtime=30,
+        **resources_of("shapley_reference"),
     log:
         log_path("shapley_reference"),
     benchmark:
@@ -60,9 +58,7 @@ rule shapley_prune:
         seed=config["seed"],
     threads: 1
     resources:
-        gpu=1,
-        mem_mb=2000,
-        runtime=60,
+        **resources_of("shapley_prune"),
     log:
         log_path("shapley_prune"),
     benchmark:
@@ -94,9 +90,7 @@ rule shapley_submodels:
         partial=lambda wc: run_path(f"partial/shapley/{wc.sfamily}/{wc.way}/chunk{wc.chunk}"),
     threads: 1
     resources:
-        gpu=1,
-        mem_mb=3000,
-        runtime=240,
+        **resources_of("shapley_submodels"),
     log:
         log_path("shapley_submodels/{sfamily}_{way}_{chunk}"),
     benchmark:
@@ -156,9 +150,7 @@ rule shapley_counterfactual:
         partial=lambda wc: run_path(f"partial/shapley/counterfactual/{wc.cf_key}"),
     threads: 1
     resources:
-        gpu=1,
-        mem_mb=3000,
-        runtime=120,
+        **resources_of("shapley_counterfactual"),
     log:
         log_path("shapley_counterfactual/{cf_key}"),
     benchmark:

@@ -13,9 +13,7 @@ rule train_full_model:
         resume=run_path("partial/full_model/resume.safetensors"),
     threads: 2
     resources:
-        gpu=1,
-        mem_mb=4000,
-        runtime=240,
+        **resources_of("train_full_model"),
     log:
         log_path("train_full_model"),
     benchmark:
@@ -31,15 +29,14 @@ rule generate_samples:
         model=run_path(layout.FULL_MODEL),
     output:
         samples=run_path(layout.GENERATION),
+        trajectory=run_path(layout.TRAJECTORY),
     params:
         model=config["model"],
         generation=config["generation"],
         seed=config["seed"],
     threads: 2
     resources:
-        gpu=1,
-        mem_mb=4000,
-        runtime=60,
+        **resources_of("generate_samples"),
     log:
         log_path("generate_samples"),
     benchmark:

@@ -8,4 +8,5 @@ with job(snakemake) as smk:
     for split, images, out in zip(smk.params.splits, smk.input.images, smk.output.features):
         write_features(model, smk.params.model, images, split_key(split), split,
                        smk.wildcards.feature_id, smk.params.seed, out,
-                       training_log_path=getattr(smk.input, "training_log", None))
+                       training_log_path=getattr(smk.input, "training_log", None),
+                       trajectory_path=getattr(smk.input, "trajectory", None))

@@ -163,3 +163,34 @@ def test_replay_features_use_the_logged_timestep_and_noise(tiny, tmp_path, cfg):
         FeatureSpec("loss", n_noises=3, schedule="replay")
     unit = FeatureSpec("loss", 10, projection="sparse", k=64, normalize=True)
     assert unit.id == "loss_K10u_e1_sparse64_unit" and FeatureSpec.parse(unit.id) == unit
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_the_loop_strategy_equals_vmap(tiny, normalize):
+    """The memory-lean loop (one example, items in chunks of ordinary backward passes) computes
+    the same gradients as vmap: shared and per-example timesteps, one image per item (journey)."""
+    from dabench.gradients import GradientPlan, plan_gradients
+
+    unet, sched = tiny
+    rng = np.random.default_rng(3)
+    x0 = torch.as_tensor(rng.uniform(-1, 1, (2, 1, 8, 8)).astype(np.float32))
+    noises = torch.randn(2, 5, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    per_item = torch.as_tensor(rng.uniform(-1, 1, (2, 5, 1, 8, 8)).astype(np.float32))
+    cases = [(x0, torch.tensor([0, 200, 400, 600, 800])),
+             (x0, torch.tensor([[1, 2, 3, 4, 5], [900, 800, 700, 600, 500]])),
+             (per_item, torch.tensor([999, 750, 500, 250, 20]))]
+    for chunk in (1, 2, 5):
+        loop = GradientPlan("loop", 1, chunk, 0)
+        for images, t in cases:
+            for function in ("loss", "weighted-mse"):
+                ref = F.per_example_gradients(unet, sched, images, t, noises, function, normalize)
+                got = F.per_example_gradients(unet, sched, images, t, noises, function, normalize,
+                                              plan=loop)
+                assert (got - ref).norm() <= 1e-4 * ref.norm(), (chunk, function)
+    # The planner: a model whose gradients fill the budget runs the loop, in item chunks.
+    plan = plan_gradients(n_params=10**6, activation_bytes=10**6, items=100, normalize=False,
+                          budget_bytes=30 * 10**6)
+    assert plan.mode == "loop" and plan.item_chunk == (30 - 4) * 10**6 // (0.5 * 10**6)
+    small = plan_gradients(n_params=10**4, activation_bytes=10**4, items=10, normalize=False,
+                           budget_bytes=2**31)
+    assert small.mode == "vmap" and small.batch == 204    # the 2048 example-timestep cap

@@ -102,16 +102,18 @@ __all__ = ["AttributionMethod", "REGISTRY", "build", "compute_scores", "expand",
 
 
 def compute_scores(method_id: str, entry: dict, query_set: str, inputs: dict,
-                   scores_path) -> "np.ndarray":
+                   scores_path, method: AttributionMethod | None = None) -> "np.ndarray":
     """Workflow stage: scores (Q, N) of one method on one query set, with a JSON sidecar of every
-    parameter and the input paths (relative to the run folder) they came from."""
+    parameter and the input paths (relative to the run folder) they came from. Pass the same
+    ``method`` instance for every query set of a job: what it prepared for the training set (a
+    kernel's eigendecomposition) is reused."""
     import time
 
     import numpy as np
 
     from dabench.io import save_npy
 
-    method = build(entry)
+    method = method or build(entry)
     tic = time.perf_counter()
     scores = np.asarray(method.score(inputs, query_set), dtype=np.float32)
     if not np.all(np.isfinite(scores)):

@@ -51,6 +51,14 @@ class AttributionMethod:
         training example helps (lowers the query's loss)."""
         raise NotImplementedError
 
+    def cost(self, n_train: int, n_queries: int, sizes, config: dict) -> tuple[float, float]:
+        """(peak bytes, CPU FLOPs) of scoring ``n_queries`` queries against ``n_train`` training
+        examples — what :mod:`dabench.resources` declares for the job. ``sizes``: the run's
+        :class:`dabench.resources.Sizes` (``p``, ``image_bytes``). The default: the scores and
+        a few copies of them, and the images."""
+        return 3 * 8 * n_queries * n_train + 2 * (n_train + n_queries) * sizes.image_bytes \
+            + (64 << 20), 4.0 * n_queries * n_train
+
     def extra_metadata(self) -> dict:
         """Anything :meth:`score` chose (e.g. λ) that belongs in the scores' sidecar."""
         return {}

@@ -31,35 +31,89 @@ LAMBDA_GRID = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]
 class KernelSolver:
     """(ΦᵀΦ + λI)⁻¹ applied to features, for many λ from one eigendecomposition.
 
-    Works in the dual (N×N Gram matrix ΦΦᵀ) when N < k, else in the primal (k×k), in float64.
+    ``train_features``: the (N, k) float32 features as an array or the path of their .npy. Works
+    in the dual (the N×N Gram ΦΦᵀ) when N < k, else in the primal (k×k ΦᵀΦ). The Gram is
+    accumulated in float64 from float32 row chunks (the primal streams Φ from disk and never
+    holds it; the dual holds it once, in float32), decomposed in float64 with LAPACK's MRRR
+    driver in place (two n×n float64 matrices at the peak, :meth:`peak_bytes`). A query set's
+    projection on the eigenvectors is computed once and reused for every λ.
     """
 
-    def __init__(self, train_features: np.ndarray):
-        phi = np.asarray(train_features, dtype=np.float64)
-        self.phi = phi
-        self.n, self.k = phi.shape
+    def __init__(self, train_features, chunk_bytes: int = 256 << 20):
+        import scipy.linalg
+
+        self.source = train_features
+        shape = _rows_shape(train_features)
+        self.n, self.k = shape
         self.dual = self.n < self.k
-        gram = phi @ phi.T if self.dual else phi.T @ phi
-        self.eigvals, self.eigvecs = np.linalg.eigh(gram)
+        self.chunk = max(1, int(chunk_bytes // (8 * self.k)))
+        norms = np.empty(self.n)
+        if self.dual:
+            self.phi = _read(train_features, 0, self.n).astype(np.float32, copy=False)
+            gram = np.empty((self.n, self.n))
+            for a in range(0, self.n, self.chunk):
+                xa = self.phi[a:a + self.chunk].astype(np.float64)
+                norms[a:a + len(xa)] = np.linalg.norm(xa, axis=1)
+                for b in range(a, self.n, self.chunk):
+                    block = xa @ self.phi[b:b + self.chunk].astype(np.float64).T
+                    gram[a:a + len(xa), b:b + block.shape[1]] = block
+                    gram[b:b + block.shape[1], a:a + len(xa)] = block.T
+        else:
+            self.phi = None
+            gram = np.zeros((self.k, self.k))
+            for a, x in self._chunks():
+                gram += x.T @ x
+                norms[a:a + len(x)] = np.linalg.norm(x, axis=1)
+        self.row_norms = norms
+        self.eigvals, self.eigvecs = scipy.linalg.eigh(gram, overwrite_a=True, check_finite=False,
+                                                       driver="evr")
+        del gram
         self.eigvals = np.clip(self.eigvals, 0, None)
         rank = max(int((self.eigvals > self.eigvals.max() * 1e-10).sum()), 1)
         self.scale = float(self.eigvals.sum() / rank)   # mean non-zero eigenvalue
-        # Projections of the training features on the eigenvectors, shared by every λ.
-        self._train_coords = self.eigvecs.T @ phi.T if not self.dual else None   # (k, N)
+        self._coords = {}
+
+    @staticmethod
+    def peak_bytes(n: int, k: int, n_queries: int) -> int:
+        """Memory of a solver and the scores of one query set at its peak."""
+        m = min(n, k)
+        held = 4 * n * k if n < k else 0
+        return int(held + 2 * 8 * m * m + 3 * 8 * n_queries * max(n, k) + (256 << 20))
+
+    def _chunks(self):
+        for a in range(0, self.n, self.chunk):
+            yield a, _read(self.source, a, a + self.chunk).astype(np.float64)
 
     def absolute(self, relative_lambda: float) -> float:
         return relative_lambda * self.scale
 
+    def _query_coords(self, query_features: np.ndarray) -> np.ndarray:
+        """q's coordinates in the eigenbasis (dual: of qΦᵀ), cached for the λ grid."""
+        key = (id(query_features), query_features.shape)
+        if key not in self._coords:
+            q = np.asarray(query_features, dtype=np.float64)
+            if self.dual:
+                cross = np.empty((len(q), self.n))
+                for a in range(0, self.n, self.chunk):
+                    cross[:, a:a + self.chunk] = q @ self.phi[a:a + self.chunk].astype(np.float64).T
+                coords = cross @ self.eigvecs                               # (Q, N)
+            else:
+                coords = q @ self.eigvecs                                   # (Q, k)
+            self._coords = {key: (query_features, coords)}  # one query set at a time
+        return self._coords[key][1]
+
     def scores(self, query_features: np.ndarray, relative_lambda: float) -> np.ndarray:
-        """φ(x)ᵀ(ΦᵀΦ + λI)⁻¹φ(x_i): (Q, N) for query features (Q, k)."""
+        """φ(x)ᵀ(ΦᵀΦ + λI)⁻¹φ(x_i): (Q, N) float64 for query features (Q, k)."""
         lam = self.absolute(relative_lambda)
-        q = np.asarray(query_features, dtype=np.float64)
+        coords = self._query_coords(query_features) / (self.eigvals + lam)
         if self.dual:
             # Push-through: (ΦᵀΦ + λI)⁻¹Φᵀ = Φᵀ(ΦΦᵀ + λI)⁻¹.
-            cross = q @ self.phi.T                                   # (Q, N)
-            return ((cross @ self.eigvecs) / (self.eigvals + lam)) @ self.eigvecs.T
-        coords = q @ self.eigvecs                                    # (Q, k)
-        return (coords / (self.eigvals + lam)) @ self._train_coords
+            return coords @ self.eigvecs.T
+        solved = coords @ self.eigvecs.T                                     # (Q, k)
+        out = np.empty((len(solved), self.n))
+        for a, x in self._chunks():
+            out[:, a:a + len(x)] = solved @ x.T
+        return out
 
     def inverse_norms(self, relative_lambda: float) -> np.ndarray:
         """‖(ΦᵀΦ + λI)⁻¹φ(x_i)‖ for each training example, (N,)."""
@@ -67,7 +121,38 @@ class KernelSolver:
         if self.dual:
             # Column i of Φᵀ(G + λI)⁻¹: squared norm Σ_j U_ij² e_j ⁄ (e_j + λ)².
             return np.sqrt((self.eigvecs ** 2) @ (self.eigvals / (self.eigvals + lam) ** 2))
-        return np.linalg.norm(self._train_coords / (self.eigvals + lam)[:, None], axis=0)
+        out = np.empty(self.n)
+        for a, x in self._chunks():
+            out[a:a + len(x)] = np.linalg.norm((x @ self.eigvecs) / (self.eigvals + lam), axis=1)
+        return out
+
+
+def _rows_shape(features) -> tuple[int, int]:
+    if isinstance(features, np.ndarray):
+        return features.shape
+    from dabench.io import npy_header
+
+    return npy_header(features)[0]
+
+
+def _read(features, start: int, stop: int) -> np.ndarray:
+    if isinstance(features, np.ndarray):
+        return features[start:stop]
+    from dabench.io import read_rows
+
+    return read_rows(features, start, stop)
+
+
+def checked_path(path):
+    """A feature file, its checksum verified (the solver then reads it in chunks)."""
+    from dabench.io import verify_digest, load_json, sidecar_path
+
+    side = sidecar_path(path)
+    if side.exists():
+        expected = load_json(side).get("sha256")
+        if expected is not None:
+            verify_digest(path, expected)
+    return str(path)
 
 
 class GradientFeatureMethod(AttributionMethod):
@@ -98,6 +183,14 @@ class GradientFeatureMethod(AttributionMethod):
         return {"train_features": layout.features("full", fid, "train"),
                 "query_features": layout.features("full", fid, query_set)}
 
+    def feature_dim(self, sizes) -> int:
+        return sizes.p if self.params["projection"] == "none" else self.params["k"]
+
+    def cost(self, n_train, n_queries, sizes, config):
+        k = self.feature_dim(sizes)
+        return (8 * 2 * (n_train + n_queries) * k + 3 * 8 * n_queries * n_train + (64 << 20),
+                2.0 * n_queries * n_train * k)
+
 
 class GradientSimilarity(GradientFeatureMethod):
     name = "gradient"
@@ -125,36 +218,63 @@ class TRAK(GradientFeatureMethod):
         return {**super().inputs(query_set), "tune_subsets": layout.lds_subsets("tune"),
                 "tune_outputs": layout.lds_outputs("tune", query_set)}
 
+    def cost(self, n_train, n_queries, sizes, config):
+        k, m = self.feature_dim(sizes), min(n_train, self.feature_dim(sizes))
+        n_models = self.params.get("n_models", 1)
+        lambdas = len(self.params["lambdas"])
+        peak = KernelSolver.peak_bytes(n_train, k, n_queries) \
+            + (lambdas + 1) * 8 * n_queries * n_train + 4 * n_queries * k
+        gram = 2.0 * n_train * k * m
+        eigh = 10.0 * m ** 3
+        scores = lambdas * 2.0 * n_queries * m * max(n_train, k) + 2.0 * n_queries * n_train * k
+        return peak, n_models * (gram + eigh + scores)
+
     def normalise(self, scores: np.ndarray, solver: KernelSolver, relative_lambda: float) -> np.ndarray:
         """Hook for the influence-function variants: per-training-example rescaling."""
         return scores
 
-    def members(self, inputs) -> list[tuple[KernelSolver, np.ndarray]]:
-        """(solver of the training features, query features) of each model scored with; the
-        scores are their average (one model here, S for the ensembles)."""
-        return [(KernelSolver(load_checked_npy(inputs["train_features"])),
-                 load_checked_npy(inputs["query_features"]))]
+    def member_inputs(self, inputs) -> list[tuple[str, str]]:
+        """(training features, query features) paths of each model scored with; the scores are
+        their average (one model here, S for the ensembles)."""
+        return [(inputs["train_features"], inputs["query_features"])]
+
+    def _solver(self, train_path) -> KernelSolver:
+        """The solver of one training-feature file, kept for the next query set of the job
+        (one at a time: an ensemble's members are built one after another)."""
+        cached = getattr(self, "_cached_solver", None)
+        if cached is None or cached[0] != str(train_path):
+            self._cached_solver = None
+            self._cached_solver = (str(train_path), KernelSolver(checked_path(train_path)))
+        return self._cached_solver[1]
 
     def score_all(self, inputs) -> tuple[np.ndarray, dict]:
         """Scores at the λ with the best tune-subset LDS, and the tune LDS of every λ. λ is
-        relative to each model's mean eigenvalue; an ensemble shares one relative λ."""
+        relative to each model's mean eigenvalue; an ensemble shares one relative λ. Members are
+        solved one at a time (their scores summed per λ), so an ensemble holds one solver."""
         from dabench.lds import lds_per_query
 
-        members = self.members(inputs)
+        members = self.member_inputs(inputs)
         subsets, outputs = load_npy(inputs["tune_subsets"]), load_npy(inputs["tune_outputs"])
+        lambdas = list(self.params["lambdas"])
+        sums, first = None, None
+        for train_path, query_path in members:
+            solver = self._solver(train_path)
+            queries = load_checked_npy(query_path)
+            parts = [self.normalise(solver.scores(queries, lam), solver, lam) for lam in lambdas]
+            sums = parts if sums is None else [a + b for a, b in zip(sums, parts)]
+            first = first or {"eigenvalue_scale": solver.scale, "dual": solver.dual,
+                              "absolute": {lam: solver.absolute(lam) for lam in lambdas}}
         tune = {}
         best, best_scores = None, None
-        for lam in self.params["lambdas"]:
-            scores = np.mean([self.normalise(solver.scores(queries, lam), solver, lam)
-                              for solver, queries in members], axis=0)
+        for lam, total in zip(lambdas, sums):
+            scores = total / len(members)
             value = float(np.nanmean(lds_per_query(scores, subsets, outputs)))
             tune[lam] = value
             if best is None or value > tune[best]:
                 best, best_scores = lam, scores
-        solver = members[0][0]
-        return best_scores, {"lambda_relative": best, "lambda_absolute": solver.absolute(best),
+        return best_scores, {"lambda_relative": best, "lambda_absolute": first["absolute"][best],
                              "tune_lds_by_lambda": {str(k): v for k, v in tune.items()},
-                             "eigenvalue_scale": solver.scale, "dual": solver.dual,
+                             "eigenvalue_scale": first["eigenvalue_scale"], "dual": first["dual"],
                              "n_models": len(members)}
 
     def score(self, inputs, query_set):
@@ -216,4 +336,4 @@ class RenormalizedIF(TRAK):
     family = "influence"
 
     def normalise(self, scores, solver, relative_lambda):
-        return scores / np.maximum(np.linalg.norm(solver.phi, axis=1), 1e-30)[None]
+        return scores / np.maximum(solver.row_norms, 1e-30)[None]

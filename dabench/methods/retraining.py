@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from dabench import layout
-from dabench.io import load_checked_npy, load_npy
+from dabench.io import load_npy
 from dabench.methods.base import AttributionMethod
-from dabench.methods.kernel import DTRAK, TRAK, KernelSolver
+from dabench.methods.kernel import DTRAK, TRAK
 
 RIDGE_GRID = [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0]
 
@@ -64,9 +64,8 @@ class EnsembleMixin:
             out[f"query_features_{j}"] = layout.features(model, self.spec.id, query_set)
         return out
 
-    def members(self, inputs):
-        return [(KernelSolver(load_checked_npy(inputs[f"train_features_{j}"])),
-                 load_checked_npy(inputs[f"query_features_{j}"]))
+    def member_inputs(self, inputs):
+        return [(inputs[f"train_features_{j}"], inputs[f"query_features_{j}"])
                 for j in range(self.params["n_models"])]
 
 

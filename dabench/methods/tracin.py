@@ -24,7 +24,7 @@ import numpy as np
 
 from dabench import layout
 from dabench.features import FeatureSpec
-from dabench.io import load_checked_npy, load_npy, load_npz
+from dabench.io import load_npy, load_npz
 from dabench.methods.kernel import FEATURE_DEFAULTS, GradientFeatureMethod
 
 
@@ -104,6 +104,12 @@ class CheckpointMethod(GradientFeatureMethod):
 
     # -- scores ----------------------------------------------------------------------------------
 
+    def cost(self, n_train, n_queries, sizes, config):
+        k = self.feature_dim(sizes)
+        c = len(self.params["checkpoints"]) or len(config["train"]["checkpoint_steps"])
+        return (3 * 8 * n_queries * n_train + 8 * n_queries * k + 3 * (256 << 20),
+                c * 2.0 * n_queries * n_train * k)
+
     def learning_rates(self, inputs) -> dict[int, float]:
         """η_c: the learning rate of the last optimizer step before checkpoint c."""
         lr = load_npz(inputs["training_log"])["lr"]
@@ -121,15 +127,33 @@ class CheckpointMethod(GradientFeatureMethod):
             train = train / np.maximum(train_norms, 1e-30)[:, None]
         return np.einsum("nk,nk->n", query, train)
 
-    def _accumulate(self, inputs, combine) -> np.ndarray:
+    def _accumulate(self, inputs, combine, rowwise: bool = False,
+                    chunk_bytes: int = 256 << 20) -> np.ndarray:
+        """Σ_c η_c combine(…) over the checkpoints, the training rows read in float32 chunks and
+        combined in float64 (``rowwise``: self-influence, the query side chunked alike)."""
+        from dabench.io import npy_header, read_rows
+        from dabench.methods.kernel import checked_path
+
         total = None
         self.learning_rate_by_checkpoint = self.learning_rates(inputs)
         for step, eta in self.learning_rate_by_checkpoint.items():
-            q = load_checked_npy(inputs[f"query_{step}"]).astype(np.float64)
-            t = load_checked_npy(inputs[f"train_{step}"]).astype(np.float64)
-            part = eta * combine(q, t, load_npy(inputs[f"query_norms_{step}"]).astype(np.float64),
-                                 load_npy(inputs[f"train_norms_{step}"]).astype(np.float64))
-            total = part if total is None else total + part
+            train_path = checked_path(inputs[f"train_{step}"])
+            query_path = checked_path(inputs[f"query_{step}"])
+            (n, k), _, _ = npy_header(train_path)
+            qn = load_npy(inputs[f"query_norms_{step}"]).astype(np.float64)
+            tn = load_npy(inputs[f"train_norms_{step}"]).astype(np.float64)
+            q = None if rowwise else read_rows(query_path, 0, len(qn)).astype(np.float64)
+            part = np.empty(n if rowwise else (len(qn), n))
+            rows = max(1, chunk_bytes // (8 * k))
+            for a in range(0, n, rows):
+                t = read_rows(train_path, a, a + rows).astype(np.float64)
+                b = a + len(t)
+                if rowwise:
+                    part[a:b] = combine(read_rows(query_path, a, b).astype(np.float64), t,
+                                        qn[a:b], tn[a:b])
+                else:
+                    part[:, a:b] = combine(q, t, qn, tn[a:b])
+            total = eta * part if total is None else total + eta * part
         return total
 
     def score(self, inputs, query_set):
@@ -138,7 +162,7 @@ class CheckpointMethod(GradientFeatureMethod):
     def self_influence(self, inputs) -> np.ndarray:
         if not self.has_self_influence:
             raise ValueError(f"{self.name} defines no self-influence")
-        return self._accumulate(inputs, self.combine_self)
+        return self._accumulate(inputs, self.combine_self, rowwise=True)
 
     def extra_metadata(self) -> dict:
         return {"checkpoints": self.checkpoints,
