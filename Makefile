@@ -1,6 +1,12 @@
 # dabench: every set-up step lives here, so a fresh clone needs only `make run` or `make test`.
 #
 #   make run                          set up if needed, then run the embedded default (2 cores)
+#   make setup GPU=1 [CUDA=cu126]     also the CUDA build of torch and the GPU extras (a cluster;
+#                                     CUDA=cu126 etc. takes torch from PyTorch's index for it)
+#   make setup-fast-jl                build D-TRAK's fast_jl kernels for that torch (optional)
+#   make plan CONFIG=...              per rule: jobs, GPU-hours, memory, disk — before submitting
+#   make smoke CONFIG=...             the config at tiny counts on this CPU, end to end
+#   make gpu-check                    on a GPU machine: the paper model through every GPU stage
 #   make run CONFIG=configs/ci.yaml   the same for another config
 #   make test                         set up if needed, then the test suite
 #   make dryrun                       show the plan (jobs and why) without running anything
@@ -18,7 +24,9 @@ STAMP := $(VENV)/.dabench-installed
 .DEFAULT_GOAL := help
 SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
 
-.PHONY: help setup run test dryrun lint report benchmarks clean data
+.PHONY: help setup run test dryrun lint report benchmarks clean data plan smoke gpu-check setup-fast-jl
+GPU_STAMP := $(VENV)/.dabench-gpu-installed
+TORCH_VERSION := 2.13.0
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,7 +42,33 @@ $(STAMP): pyproject.toml
 help:
 	@sed -n '2,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
 
+ifeq ($(GPU),1)
+setup: $(STAMP) $(GPU_STAMP)
+else
 setup: $(STAMP)
+endif
+
+# The CUDA torch: PyPI's Linux wheel (CUDA 13) or, with CUDA=cu126 etc., PyTorch's own index.
+$(GPU_STAMP): $(STAMP)
+	$(BIN)/python -m pip uninstall --quiet --yes torch
+	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION) \
+	  $(if $(CUDA),--index-url https://download.pytorch.org/whl/$(CUDA))
+	$(BIN)/python -m pip install --quiet -e '.[gpu]'
+	$(BIN)/python -c "import torch; print('[dabench] torch', torch.__version__, 'CUDA', torch.version.cuda, 'GPU', torch.cuda.is_available())"
+	@touch $(GPU_STAMP)
+
+setup-fast-jl: setup
+	bash scripts/install_fast_jl.sh
+
+plan: setup
+	$(BIN)/python -m dabench.plan $(CONFIG) --csv results/plans/$$(basename $(CONFIG) .yaml).csv
+
+smoke: setup
+	$(BIN)/python -m dabench.smoke $(CONFIG) results/smoke/$$(basename $(CONFIG))
+	$(BIN)/snakemake --cores $(CORES) --configfile results/smoke/$$(basename $(CONFIG))
+
+gpu-check: setup
+	bash scripts/gpu_check.sh
 
 data:
 	@bash scripts/install_data.sh
@@ -58,6 +92,7 @@ test: setup
 benchmarks: setup
 	$(BIN)/python scripts/benchmarks/retrain_throughput.py
 	$(BIN)/python scripts/benchmarks/featurize_throughput.py
+	$(BIN)/python scripts/benchmarks/featurize_memory.py
 	$(BIN)/python scripts/benchmarks/shapley_submodels.py
 
 clean:

@@ -22,6 +22,7 @@ gradient is L2-normalised before averaging (Diffusion-ReTrac's test side, id suf
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -180,12 +181,11 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
     from dabench.io import RowWriter, save_npy
     from dabench.model import example_noise
     from dabench.profile import module_profile
-    from dabench.projection import make_projector
 
     device = next(unet.parameters()).device
     unet.eval()
     p = param_count(unet)
-    projector = make_projector(spec.projection, p, spec.k, projection_seed)
+    projector = shared_projector(spec.projection, p, spec.k, projection_seed)
     shape = tuple(images.shape[2:] if spec.journey else images.shape[1:])
     n_all = len(images)
     first, last = rows if rows is not None else (0, n_all)
@@ -212,7 +212,8 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
         plan = plan_gradients(p, module_profile(unet)["activation_bytes"], per_example,
                               spec.normalize, budget_bytes or D.memory_budget(device),
                               n_examples=max(n, 1),
-                              max_items=512 if spec.normalize or spec.journey else 2048)
+                              max_items=512 if spec.normalize or spec.journey else 2048,
+                              device=device.type)
     if t_grid is not None:
         timesteps = torch.as_tensor(t_grid if spec.journey else np.repeat(t_grid, spec.n_noises),
                                     device=device)
@@ -271,6 +272,24 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
     return info
 
 
+@functools.lru_cache(maxsize=1)
+def shared_model(path: str, mtime: int):
+    """``load_model(path)``, once per process (and version of the file): a job featurizes
+    several splits with one model."""
+    from dabench.model import load_model
+
+    return load_model(path)
+
+
+@functools.lru_cache(maxsize=1)
+def shared_projector(name: str, p: int, k: int, seed: int):
+    """The projector of (name, p, k, seed), built once per process: a job featurizes several
+    splits with the same one (the count-sketch of the 35.7M UNet takes ~1 s to draw)."""
+    from dabench.projection import make_projector
+
+    return make_projector(name, p, k, seed)
+
+
 def projection_seed(seed: int) -> int:
     """The projection's seed: one per run, the same for every split, model and feature set."""
     return derive_seed(seed, "projection")
@@ -303,10 +322,10 @@ def write_features(model_path, model_cfg: dict, images_path, images_key: str, sp
     import os
 
     from dabench.io import load_npy, load_npz, save_json, sha256
-    from dabench.model import build_scheduler, load_model
+    from dabench.model import build_scheduler
 
     spec = FeatureSpec.parse(feature_id)
-    unet, meta = load_model(model_path)
+    unet, meta = shared_model(str(model_path), os.stat(model_path).st_mtime_ns)
     scheduler = build_scheduler(model_cfg)
     samples = load_npz(images_path)
     images = samples[images_key]
@@ -361,7 +380,8 @@ def merge_shards(shard_paths: list, out_path) -> dict:
     """Workflow stage: join the shards of a split (:func:`write_features` with ``shard``) into
     ``out_path`` with its norms and sidecar — the same rows as one unsharded job. Streams: one
     shard in memory at a time."""
-    from dabench.io import atomic_path, load_checked_npy, load_json, load_npy, save_json, save_npy, sha256
+    from dabench.io import RowWriter, load_json, load_npy, read_rows, save_json, save_npy, sha256
+    from dabench.methods.kernel import checked_path
 
     metas = [load_json(Path(p).with_suffix(".json")) for p in shard_paths]
     order = np.argsort([m["rows"][0] for m in metas])
@@ -371,13 +391,12 @@ def merge_shards(shard_paths: list, out_path) -> dict:
             raise ValueError(f"feature shards do not tile the rows: {a['rows']} then {b['rows']}")
     n, k = metas[-1]["rows"][1] - metas[0]["rows"][0], metas[0]["k"]
     norms = np.concatenate([load_npy(norms_path(p)) for p in shard_paths])
-    with atomic_path(out_path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, k))
+    with RowWriter(out_path, (n, k)) as out:
         for path, meta in zip(shard_paths, metas):
             a, b = meta["rows"]
-            out[a:b] = load_checked_npy(path, mmap=True)
-        out.flush()
-        del out
+            checked_path(path)
+            for start in range(a, b, 1024):
+                out.write(start, read_rows(path, start - a, min(b, start + 1024) - a))
     save_npy(norms_path(out_path), norms)
     seconds = {key: sum(m["seconds"][key] for m in metas) for key in metas[0]["seconds"]}
     info = {**{k: v for k, v in metas[0].items() if k not in ("shard", "rows", "sha256")},

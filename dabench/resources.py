@@ -167,7 +167,7 @@ def _gradients(need: Need, config: dict, s: Sizes, examples: int, items: int, no
     from dabench.gradients import plan_gradients
 
     plans = {on: plan_gradients(s.p, s.activations, items, normalize, _budget(config, on),
-                                n_examples=max(examples, 1))
+                                n_examples=max(examples, 1), device=on)
              for on in ("cpu", "gpu")}
     cpu, gpu = plans["cpu"], plans["gpu"]
     name, k = projection
@@ -357,7 +357,8 @@ def estimate(rule: str, config: dict, wildcards: dict | None = None) -> Need:
         n_union = min(s.n_train, r["manipulation"]["n_queries"] * min(r["manipulation"]["n_examples"],
                                                                        s.n_train // 2))
         need = Need(gpu=True)
-        items = steps * (min(r["t_max_examples"], s.n_train) * grid + n_union) + 3 * T
+        curve = T if r.get("curve_timesteps") is None else min(T, r["curve_timesteps"])
+        items = steps * (min(r["t_max_examples"], s.n_train) * grid + n_union) + 3 * curve
         k = method.params["k"] if method.params["projection"] != "none" else s.p
         _gradients(need, config, s, items, 1, False, (method.params["projection"], k))
         q = s.split(r["query_set"])

@@ -115,7 +115,8 @@ def _gradients(unet, scheduler, images, timesteps, noise_seeds, projectors=()):
     shape = tuple(images.shape[1:])
     p = sum(q.numel() for q in unet.parameters())
     plan = plan_gradients(p, module_profile(unet)["activation_bytes"], 1, False,
-                          D.memory_budget(device), n_examples=max(len(images), 1))
+                          D.memory_budget(device), n_examples=max(len(images), 1),
+                          device=device.type)
     for start in range(0, len(images), plan.batch):
         sl = slice(start, start + plan.batch)
         x0 = torch.as_tensor(images[sl], device=device)
@@ -179,9 +180,11 @@ def norm_analyses(checkpoints: dict, model_cfg: dict, train_path, training_log_p
                                         "curve": f"mean of {len(probe)} examples", "example": -1,
                                         "training_timestep": -1}))
         if step in shown:
-            # One example across every timestep 0 … T-1, with its training noise.
+            # One example across every timestep 0 … T-1 (or retrac.curve_timesteps of them),
+            # with its training noise.
             ex = int(probe[0])
-            every = np.arange(T)
+            every = np.arange(T) if cfg.get("curve_timesteps") is None else \
+                timestep_grid(T, cfg["curve_timesteps"])
             curve = timestep_norms(unet, scheduler, images[[ex]], every,
                                    replay["noise_seed"][[ex]])[0]
             curve_rows.append(pd.DataFrame({"checkpoint": step, "timestep": every, "norm": curve,

@@ -33,8 +33,12 @@ LOGS = f"logs/{config['name']}"
 QUERY_SETS = config["lds"]["query_sets"]
 # Software of every rule, for cluster users running with --sdm conda (paths relative to rules/).
 CONDA_ENV = "../envs/dabench.yaml"
+CONDA_GPU_ENV = "../envs/dabench-gpu.yaml"     # the GPU rules: CUDA torch, traker
 METHOD_IDS = sorted(config["methods"])
 ABLATIONS = ablation_methods(config["ablations"])
+# Splits the featurize rule computes: the training set is sharded when features.train_shards > 1.
+TRAIN_SHARDS = config["features"]["train_shards"]
+FEATURIZE_SPLITS = (["train"] if TRAIN_SHARDS == 1 else []) + QUERY_SETS
 # Every scored method: the benchmarked ones and the ablation settings.
 ALL_METHODS = {**config["methods"], **{i: a["entry"] for i, a in ABLATIONS.items()}}
 # The query sets each method attributes (Journey-TRAK: generated queries only).

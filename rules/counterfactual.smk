@@ -25,7 +25,7 @@ rule counterfactual_retrain:
     benchmark:
         bench_path("counterfactual_retrain/{cf_method}_{query}")
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV
     script:
         "../scripts/counterfactual_retrain.py"
 

@@ -43,6 +43,6 @@ rule embed:
     benchmark:
         bench_path("embed_{kind}")
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV if EMBEDDER["kind"] == "clip" else CONDA_ENV
     script:
         "../scripts/embed.py"

@@ -1,21 +1,22 @@
 # Gradient features: one job per (model, feature spec) for the training set and every query set
 # (they share the model, so nothing is recomputed that would not have to be anyway). {model} is
-# the full model or one of its checkpoints (stepNNNNNN, for the checkpoint methods).
+# the full model or one of its checkpoints (stepNNNNNN, for the checkpoint methods). With
+# features.train_shards > 1 the training set is featurized by that many parallel jobs and merged.
 
 
 rule featurize:
     input:
         model=model_input(RUN),
-        images=[run_path(layout.split_file(s)) for s in ["train"] + QUERY_SETS],
+        images=[run_path(layout.split_file(s)) for s in FEATURIZE_SPLITS],
     output:
-        features=[run_path(f"features/{{model}}/{{feature_id}}/{s}.npy") for s in ["train"] + QUERY_SETS],
-        sidecars=[run_path(f"features/{{model}}/{{feature_id}}/{s}.json") for s in ["train"] + QUERY_SETS],
-        norms=[run_path(f"features/{{model}}/{{feature_id}}/{s}.norms.npy") for s in ["train"] + QUERY_SETS],
+        features=[run_path(f"features/{{model}}/{{feature_id}}/{s}.npy") for s in FEATURIZE_SPLITS],
+        sidecars=[run_path(f"features/{{model}}/{{feature_id}}/{s}.json") for s in FEATURIZE_SPLITS],
+        norms=[run_path(f"features/{{model}}/{{feature_id}}/{s}.norms.npy") for s in FEATURIZE_SPLITS],
     wildcard_constraints:
         feature_id=r"[a-z0-9-]+_K\d+[uc]_e\d+_[a-z_]+?\d*(_unit)?",
     params:
         model=config["model"],
-        splits=["train"] + QUERY_SETS,
+        splits=FEATURIZE_SPLITS,
         seed=config["seed"],
     threads: 1
     resources:
@@ -25,7 +26,7 @@ rule featurize:
     benchmark:
         bench_path("featurize/{model}_{feature_id}")
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV
     script:
         "../scripts/featurize.py"
 
@@ -71,3 +72,56 @@ use rule featurize as featurize_journey with:
         seed=config["seed"],
     resources:
         **resources_of("featurize_journey"),
+
+
+if TRAIN_SHARDS > 1:
+
+    # The training set of a feature set in TRAIN_SHARDS parallel jobs (rows i·N/S … (i+1)·N/S).
+    rule featurize_train_shard:
+        input:
+            model=model_input(RUN),
+            images=run_path(layout.TRAIN_DATA),
+        output:
+            features=run_path("features/{model}/{feature_id}/shards/train.{shard}.npy"),
+            sidecar=run_path("features/{model}/{feature_id}/shards/train.{shard}.json"),
+            norms=run_path("features/{model}/{feature_id}/shards/train.{shard}.norms.npy"),
+        wildcard_constraints:
+            feature_id=r"[a-z0-9-]+_K\d+[uc]_e\d+_[a-z_]+?\d*(_unit)?",
+            shard=r"\d+",
+        params:
+            model=config["model"],
+            n_shards=TRAIN_SHARDS,
+            seed=config["seed"],
+            run=RUN,
+        threads: 1
+        resources:
+            **resources_of("featurize_train_shard"),
+        log:
+            log_path("featurize/{model}_{feature_id}_shard{shard}"),
+        benchmark:
+            bench_path("featurize/{model}_{feature_id}_shard{shard}")
+        conda:
+            CONDA_GPU_ENV
+        script:
+            "../scripts/featurize_shard.py"
+
+    rule merge_feature_shards:
+        input:
+            shards=[run_path(f"features/{{model}}/{{feature_id}}/shards/train.{i}.npy")
+                    for i in range(TRAIN_SHARDS)],
+        output:
+            features=run_path("features/{model}/{feature_id}/train.npy"),
+            sidecar=run_path("features/{model}/{feature_id}/train.json"),
+            norms=run_path("features/{model}/{feature_id}/train.norms.npy"),
+        wildcard_constraints:
+            feature_id=r"[a-z0-9-]+_K\d+[uc]_e\d+_[a-z_]+?\d*(_unit)?",
+        resources:
+            **resources_of("merge_feature_shards"),
+        log:
+            log_path("featurize/{model}_{feature_id}_merge"),
+        benchmark:
+            bench_path("featurize/{model}_{feature_id}_merge")
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/merge_feature_shards.py"

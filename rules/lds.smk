@@ -70,7 +70,7 @@ rule train_lds_models:
     benchmark:
         bench_path("train_lds_models/{family}_{chunk}")
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV
     script:
         "../scripts/train_lds_models.py"
 

@@ -36,7 +36,7 @@ rule retrac_norm_analyses:
     benchmark:
         bench_path("retrac_norm_analyses")
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV
     script:
         "../scripts/retrac_norm_analyses.py"
 

@@ -39,7 +39,7 @@ rule shapley_reference:
     benchmark:
         bench_path("shapley_reference")
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV
     script:
         "../scripts/shapley_reference.py"
 
@@ -64,7 +64,7 @@ rule shapley_prune:
     benchmark:
         bench_path("shapley_prune")
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV
     script:
         "../scripts/shapley_prune.py"
 
@@ -96,7 +96,7 @@ rule shapley_submodels:
     benchmark:
         bench_path("shapley_submodels/{sfamily}_{way}_{chunk}")
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV
     script:
         "../scripts/shapley_submodels.py"
 
@@ -156,7 +156,7 @@ rule shapley_counterfactual:
     benchmark:
         bench_path("shapley_counterfactual/{cf_key}")
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV
     script:
         "../scripts/shapley_counterfactual.py"
 

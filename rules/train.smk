@@ -19,7 +19,7 @@ rule train_full_model:
     benchmark:
         bench_path("train_full_model")
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV
     script:
         "../scripts/train_full_model.py"
 
@@ -42,6 +42,6 @@ rule generate_samples:
     benchmark:
         bench_path("generate_samples")
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV
     script:
         "../scripts/generate_samples.py"

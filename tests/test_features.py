@@ -194,3 +194,28 @@ def test_the_loop_strategy_equals_vmap(tiny, normalize):
     small = plan_gradients(n_params=10**4, activation_bytes=10**4, items=10, normalize=False,
                            budget_bytes=2**31)
     assert small.mode == "vmap" and small.batch == 204    # the 2048 example-timestep cap
+
+
+def test_shards_merge_into_the_unsharded_features(tiny, tmp_path):
+    """Shards of the training set (rows a … b) joined by merge_shards equal one whole pass,
+    norms and all."""
+    unet, sched = tiny
+    images = np.random.default_rng(4).uniform(-1, 1, (7, 1, 8, 8)).astype(np.float32)
+    spec = FeatureSpec("loss", 3, k=64)
+    F.featurize(unet, sched, images, spec, 5, 6, tmp_path / "whole.npy")
+    paths = []
+    from dabench.io import save_json, sha256
+
+    for i in range(3):
+        a, b = F.shard_rows(7, 3, i)
+        path = tmp_path / "shards" / f"train.{i}.npy"
+        info = F.featurize(unet, sched, images, spec, 5, 6, path, rows=(a, b))
+        save_json(path.with_suffix(".json"), {**info, "sha256": sha256(path)})
+        paths.append(path)
+    assert [F.shard_rows(7, 3, i) for i in range(3)] == [(0, 2), (2, 4), (4, 7)]
+    merged = F.merge_shards(paths[::-1], tmp_path / "train.npy")
+    assert merged["n"] == 7 and merged["n_shards"] == 3
+    np.testing.assert_allclose(np.load(tmp_path / "train.npy"), np.load(tmp_path / "whole.npy"),
+                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.load(tmp_path / "train.norms.npy"),
+                               np.load(tmp_path / "whole.norms.npy"), rtol=1e-5)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 pytestmark = pytest.mark.workflow
 REPO = Path(__file__).resolve().parent.parent
@@ -311,6 +312,40 @@ def test_paper_configs_plan_without_data(tmp_path, configfile, retrain_jobs):
     # (64 + 64) subsets × 3 seeds, 4 per job; cifar2 adds 512 datamodel retrains.
     assert int(counts["train_lds_models"]) == retrain_jobs
     assert int(counts["train_full_model"]) == 1
+    # make plan: the same jobs, each GPU rule on a GPU with the memory and time it declares.
+    from dabench import config as C
+    from dabench import plan as P
+    from dabench import resources as R
+
+    config = C.load(REPO / configfile)
+    jobs = P.dry_run([REPO / configfile], directory=tmp_path)
+    table = P.plan(config, jobs).set_index("rule")
+    assert table.loc["train_lds_models", "jobs"] == retrain_jobs
+    assert table.loc["train_lds_models", "gpu"] and table.loc["TOTAL", "gpu_hours"] > 10
+    # Batches of gradients and forward passes fill memory.gpu_mb (16 GB) plus the model; training
+    # holds the recipe's batch (CelebA 64x64 at batch 128: ~26 GB).
+    assert 0 < table.loc["featurize", "gpu_mem_gb"] <= 16.5
+    assert table.loc["TOTAL", "gpu_mem_gb"] >= table.loc["train_full_model", "gpu_mem_gb"] > 0
+    for job in jobs:
+        if "mem_mb" in job.resources:
+            declared = R.declare(job.rule, config, job.wildcards)
+            assert int(job.resources["mem_mb"]) == declared["mem_mb"], job.rule
+            assert int(job.resources["gpu"]) == int(R.is_gpu_rule(job.rule, config)), job.rule
+    text = P.render(table.reset_index(), config, None)
+    assert "TOTAL" in text and "train_lds_models" in text
+
+
+def test_training_set_features_shard_into_parallel_jobs(tmp_path):
+    """features.train_shards: 3 shard jobs and a merge per training-set feature set; the query
+    splits stay in the featurize job."""
+    config = yaml.safe_load((REPO / "configs/ci.yaml").read_text())
+    config["features"] = {"train_shards": 3}
+    (tmp_path / "shard.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path, "--dry-run", configfile=tmp_path / "shard.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
+    assert int(counts["featurize_train_shard"]) == 3 * int(counts["merge_feature_shards"])
+    assert int(counts["merge_feature_shards"]) == int(counts["featurize"])
 
 
 def test_unknown_config_key_fails_before_any_job(tmp_path):
