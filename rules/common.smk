@@ -1,14 +1,12 @@
 # Lookups and constraints shared by the rules. No science here: that lives in dabench/.
 
-import os
 import re
 import sys
 
+# Jobs import dabench from this checkout whatever environment runs them (--sdm conda included):
+# Snakemake puts scripts/ on a script's path, and scripts/dabench links to the package — no
+# install, no path in an environment file that breaks when Snakemake copies it.
 sys.path.insert(0, workflow.basedir)
-# Jobs import dabench from this checkout, whatever environment runs them (--sdm conda included):
-# no package install, no path in an environment file that breaks when Snakemake copies it.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [workflow.basedir] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 from snakemake.exceptions import WorkflowError
 
@@ -36,7 +34,7 @@ CONDA_ENV = "../envs/dabench.yaml"
 CONDA_GPU_ENV = "../envs/dabench-gpu.yaml"     # the GPU rules: CUDA torch, traker
 METHOD_IDS = sorted(config["methods"])
 ABLATIONS = ablation_methods(config["ablations"])
-# Splits the featurize rule computes: the training set is sharded when features.train_shards > 1.
+# The splits featurize computes (the training set is sharded when features.train_shards > 1).
 TRAIN_SHARDS = config["features"]["train_shards"]
 FEATURIZE_SPLITS = (["train"] if TRAIN_SHARDS == 1 else []) + QUERY_SETS
 # Every scored method: the benchmarked ones and the ablation settings.
@@ -107,14 +105,14 @@ wildcard_constraints:
     method_id="|".join(map(re.escape, sorted(ALL_METHODS))) if ALL_METHODS else "NO_METHOD",
 
 
-def resources_of(rule_name):
+def resources_of(name):
     """A rule's resources — gpu, mem_mb, runtime, disk_mb — derived from the config by
     dabench.resources (the same numbers `make plan` prints); more memory on each retry."""
-    return dabench_resources.rule_resources(rule_name, config)
+    return dabench_resources.rule_resources(name, config)
 
 
-def threads_of(rule_name):
-    return dabench_resources.rule_threads(rule_name, config)
+def threads_of(name):
+    return dabench_resources.rule_threads(name, config)
 
 
 def one_of(ids):
