@@ -64,9 +64,9 @@ class Need:
         over = OVERHEAD[on]
         total = self.steps * (over["step"] + self.params * over["param_step"])
         for kind, flops, calls in self.work:
-            eff = EFFICIENCY[kind] if kind != "linalg" or on == "cpu" else EFFICIENCY["linalg"]
-            r = rate if kind != "linalg" else CPU_FLOPS * self.threads   # linear algebra: CPU
-            total += flops / (r * eff) + calls * over["call"]
+            # Linear algebra (kernels, projections on the host) runs on the CPU either way.
+            r = CPU_FLOPS * self.threads if kind == "linalg" else rate
+            total += flops / (r * EFFICIENCY[kind]) + calls * over["call"]
         return total
 
 

@@ -218,7 +218,17 @@ def test_real_cifar10_images_through_the_pickle_and_folder_loaders(tmp_path):
         Image.open(f).save(tmp_path / "folder" / f"class{label}" / f.name)
     tree, _ = data.load_source({"dataset": "image_folder", "path": str(tmp_path / "folder")})
     assert tree.images.shape == (20, 3, 32, 32)
-    assert sorted(np.round(tree.images.sum((1, 2, 3)), 3)) == sorted(np.round(train.images[:20].sum((1, 2, 3)), 3))
+    decoded = np.asarray(tree.images)       # image folders decode on demand (ImageFiles)
+    assert sorted(np.round(decoded.sum((1, 2, 3)), 3)) == sorted(np.round(train.images[:20].sum((1, 2, 3)), 3))
+    # Drawing a few images decodes those only.
+    calls = []
+    original = type(tree.images)._decode
+    type(tree.images)._decode = lambda self, i: calls.append(i) or original(self, i)
+    try:
+        picked = tree.images[np.array([3, 7])]
+    finally:
+        type(tree.images)._decode = original
+    assert sorted(calls) == [3, 7] and np.allclose(picked, decoded[[3, 7]])
     # Real photographs are not noise: neighbouring pixels correlate strongly.
     x = train.images[:20]
     assert np.corrcoef(x[..., :-1].ravel(), x[..., 1:].ravel())[0, 1] > 0.8
