@@ -8,6 +8,7 @@ The schema is the parameter documentation: every key has a ``description`` and a
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -28,8 +29,15 @@ class ConfigError(ValueError):
     """A config key is unknown, has the wrong type, or an inconsistent value."""
 
 
-def load_schema() -> dict:
+@functools.lru_cache(maxsize=1)
+def _parsed_schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def load_schema() -> dict:
+    """The config schema (a fresh copy: callers may fill it in). Parsed once per process — the
+    resource estimates of every job ask for it, and YAML parsing is slow."""
+    return copy.deepcopy(_parsed_schema())
 
 
 def _fill_defaults(node: dict, schema: dict) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dabench import architecture as A
 from dabench.config import derive_seed
 
 RANDOM = "random"
@@ -81,7 +82,7 @@ def run_counterfactual(train_path, generation_path, scores_path, method_id: str,
                  {"role": "counterfactual", "method_id": method_id, "query": query,
                   "removed": removed.tolist(), "steps": recipe["steps"], "seed": seed,
                   "recipe": recipe, "model_config": model_cfg,
-                  "unet_config": M.unet_config(model_cfg, images.shape[1], images.shape[-1])})
+                  "unet_config": A.unet_config(model_cfg, images.shape[1], images.shape[-1])})
     out = {"original": samples["images"][query], "counterfactual": regenerated,
            "removed": removed, "query": np.int64(query), "k": np.int64(k),
            "n_positive_removed": np.int64(-1 if row is None else int((row[removed] > 0).sum())),

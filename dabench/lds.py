@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dabench import architecture as A
 from dabench.config import derive_seed, fingerprint
 
 FAMILIES = ("tune", "test", "datamodel")
@@ -154,7 +155,7 @@ def run_retrains(
     partial_dir = Path(partial_dir)
     partial_dir.mkdir(parents=True, exist_ok=True)
     scheduler = M.build_scheduler(model_cfg)
-    grid = M.timestep_grid(model_cfg["num_train_timesteps"], output_cfg["timesteps"])
+    grid = A.timestep_grid(model_cfg["num_train_timesteps"], output_cfg["timesteps"])
     key = fingerprint({"model": model_cfg, "recipe": recipe, "output": output_cfg,
                        "seed": master_seed, "queries": {k: v.shape for k, v in queries.items()}})
     rows = []
@@ -182,7 +183,7 @@ def run_retrains(
                              progress=label if progress else False)
             unet = result.unet
             M.save_model(trained, unet, {"family": family, "subset": j, "seed": r,
-                                         "unet_config": M.unet_config(model_cfg, images.shape[1],
+                                         "unet_config": A.unet_config(model_cfg, images.shape[1],
                                                                       images.shape[-1])})
         outputs = {f"outputs.{name}": M.model_output(unet, scheduler, q, grid,
                                                      output_cfg["noises"],
@@ -194,7 +195,7 @@ def run_retrains(
                          {"family": family, "subset": j, "seed": r, "steps": recipe["steps"],
                           "members": subsets[j].tolist(), "train_seed": train_seed,
                           "init_seed": init_seed, "recipe": recipe,
-                          "unet_config": M.unet_config(model_cfg, images.shape[1], images.shape[-1]),
+                          "unet_config": A.unet_config(model_cfg, images.shape[1], images.shape[-1]),
                           "model_config": model_cfg})
         row = {"subset": np.int64(j), "seed": np.int64(r),
                "seconds": np.float64(time.perf_counter() - tic), **outputs}

@@ -21,26 +21,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from dabench.architecture import FORWARD_FACTOR, timestep_grid, unet_config
 from dabench.config import derive_seed, fingerprint
 from dabench.io import CorruptFileError, load_tensors, save_npz, save_tensors
-
-UNET_KEYS = ("block_out_channels", "layers_per_block", "down_block_types", "up_block_types",
-             "norm_num_groups", "attention_head_dim", "dropout")
-
-
-def unet_config_keys() -> tuple[str, ...]:
-    """The ``UNet2DModel`` arguments :func:`unet_config` sets (and a saved model records)."""
-    return ("sample_size", "in_channels", "out_channels") + UNET_KEYS
-
-
-def unet_config(model_cfg: dict, channels: int, resolution: int) -> dict:
-    """kwargs of ``UNet2DModel`` from the ``model`` config section and the data's shape."""
-    cfg = {k: model_cfg[k] for k in UNET_KEYS}
-    cfg["block_out_channels"] = tuple(cfg["block_out_channels"])
-    cfg["down_block_types"] = tuple(cfg["down_block_types"])
-    cfg["up_block_types"] = tuple(cfg["up_block_types"])
-    return dict(sample_size=resolution, in_channels=channels, out_channels=channels, **cfg)
-
 
 def build_unet(model_cfg: dict, channels: int, resolution: int, init_seed: int):
     """A freshly initialised UNet2DModel; the same ``init_seed`` gives the same weights."""
@@ -98,12 +81,6 @@ def per_example_loss(unet, scheduler, x0, t, noise) -> torch.Tensor:
     return ((pred.float() - noise.float()) ** 2).flatten(1).mean(1)
 
 
-def timestep_grid(num_train_timesteps: int, n: int) -> np.ndarray:
-    """n evenly spaced timesteps 0, T/n, 2T/n, … (all T when n = T)."""
-    n = min(n, num_train_timesteps)
-    return (np.arange(n) * num_train_timesteps // n).astype(np.int64)
-
-
 def output_batch_size(unet, budget_bytes: int | None = None) -> int:
     """Forward passes per batch for :func:`model_output`: what fits ``budget_bytes`` (the job's
     working memory, :func:`dabench.device.memory_budget`) at the model's activation size."""
@@ -114,10 +91,6 @@ def output_batch_size(unet, budget_bytes: int | None = None) -> int:
     prof = module_profile(unet)
     per_sample = FORWARD_FACTOR * prof["activation_bytes"] + 3 * prof["output_bytes"]
     return int(max(1, min(2048, budget // per_sample)))
-
-
-# Peak bytes of a no-grad forward per sample, as a multiple of the saved-activation count.
-FORWARD_FACTOR = 0.5
 
 
 @torch.no_grad()

@@ -85,14 +85,14 @@ def _cached(key: str, payload: str) -> dict:
 def unet_profile(unet_kwargs: dict) -> dict:
     """``params`` p, ``forward_flops`` / ``backward_flops`` of one sample, ``activation_bytes``
     autograd saves for one sample's backward, ``output_bytes`` of one output — for the
-    ``UNet2DModel(**unet_kwargs)`` (:func:`dabench.model.unet_config`)."""
+    ``UNet2DModel(**unet_kwargs)`` (:func:`dabench.architecture.unet_config`)."""
     payload = json.dumps(unet_kwargs, sort_keys=True, default=list)
     return dict(_cached(fingerprint(json.loads(payload)), payload))
 
 
 def config_profile(model_cfg: dict, channels: int, resolution: int) -> dict:
     """:func:`unet_profile` of a config's ``model`` section at the data's shape."""
-    from dabench.model import unet_config
+    from dabench.architecture import unet_config
 
     return unet_profile(unet_config(model_cfg, channels, resolution))
 
@@ -100,6 +100,6 @@ def config_profile(model_cfg: dict, channels: int, resolution: int) -> dict:
 def module_profile(unet) -> dict:
     """:func:`unet_profile` of a built (or loaded) UNet2DModel, from its config."""
     cfg = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
-    from dabench.model import unet_config_keys
+    from dabench.architecture import unet_config_keys
 
     return unet_profile({k: cfg[k] for k in unet_config_keys() if k in cfg})

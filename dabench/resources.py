@@ -150,7 +150,7 @@ def _train(need: Need, s: Sizes, steps: int, batch: int) -> None:
 
 def _forward(need: Need, config: dict, s: Sizes, samples: int, extra_bytes: float = 0) -> None:
     """``samples`` no-grad forward passes in batches that fill the working memory."""
-    from dabench.model import FORWARD_FACTOR
+    from dabench.architecture import FORWARD_FACTOR
 
     per = FORWARD_FACTOR * s.activations + 3 * s.image_bytes
     batch = {on: max(1, min(2048, samples, _budget(config, on) // per)) for on in ("cpu", "gpu")}
@@ -260,7 +260,7 @@ def _retrains(config, s: Sizes, recipe: dict, n_models: int, outputs: bool) -> N
         _train(need, s, recipe["steps"], recipe["batch_size"])
     if outputs:
         out = config["lds"]["output"]
-        from dabench.model import timestep_grid
+        from dabench.architecture import timestep_grid
 
         grid = len(timestep_grid(config["model"]["num_train_timesteps"], out["timesteps"]))
         _forward(need, config, s, n_models * sum(s.split(q) for q in config["lds"]["query_sets"])
@@ -402,7 +402,7 @@ def estimate(rule: str, config: dict, wildcards: dict | None = None) -> Need:
 
 
 def _grid(T: int, n: int):
-    from dabench.model import timestep_grid
+    from dabench.architecture import timestep_grid
 
     return timestep_grid(T, n)
 

@@ -150,7 +150,8 @@ def norm_analyses(checkpoints: dict, model_cfg: dict, train_path, training_log_p
     the replayed training gradients (``features/stepN/<replay id>/train.norms.npy``)."""
     from dabench.features import replay_schedule
     from dabench.io import load_npy, load_npz
-    from dabench.model import build_scheduler, load_model, timestep_grid
+    from dabench.architecture import timestep_grid
+    from dabench.model import build_scheduler, load_model
 
     images = load_npz(train_path)["train_images"]
     log = load_npz(training_log_path)

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from dabench import architecture as A
 from dabench import config as C
 from dabench import device as D
 from dabench import resources as R
@@ -43,7 +44,7 @@ def test_loaded_models_and_training_use_the_job_device(cfg, tmp_path):
     result = M.train(images, np.arange(8), cfg["model"], recipe, seed=0, init_seed=0)
     assert next(result.unet.parameters()).device == D.current()
     M.save_model(tmp_path / "m.safetensors", result.unet,
-                 {"unet_config": M.unet_config(cfg["model"], 1, 8)})
+                 {"unet_config": A.unet_config(cfg["model"], 1, 8)})
     unet, _ = M.load_model(tmp_path / "m.safetensors")
     assert next(unet.parameters()).device == D.current()
 
@@ -113,3 +114,27 @@ def test_smoke_keeps_the_scale_and_shrinks_the_counts():
     assert {k.rsplit(".", 1)[0] for k in small["shapley"]["counterfactual"]["methods"]
             if not k.startswith("shapley-")} <= set(small["methods"])
     assert all(e.get("projection") != "fast_jl" for e in small["methods"].values())
+
+
+def test_declaring_resources_needs_no_torch(tmp_path):
+    """The Snakefile declares every job's resources while it parses — in each SLURM job too — so
+    it must not import torch (seconds per job): the profile is cached, the config functions
+    are torch-free (dabench.architecture)."""
+    import json
+    import subprocess
+    import sys
+
+    from dabench import plan as P
+
+    jobs = P.dry_run([REPO / "configs/ci.yaml"], directory=tmp_path)
+    payload = json.dumps([[j.rule, j.wildcards] for j in jobs if "mem_mb" in j.resources])
+    code = ("import json, sys\n"
+            "from dabench import config as C, resources as R\n"
+            f"config = C.load({str(REPO / 'configs/ci.yaml')!r})\n"
+            "jobs = json.loads(sys.stdin.read())\n"
+            "for rule, wc in jobs:\n"
+            "    R.declare(rule, config, wc)\n"
+            "print(len(jobs), 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], input=payload, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert int(out[0]) > 50 and out[1] == "False"

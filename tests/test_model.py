@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from dabench import architecture as A
 from dabench import model as M
 from dabench import sampling
 from dabench.io import CorruptFileError
@@ -115,7 +116,7 @@ def test_checkpoints_and_corruption(cfg, images, tmp_path):
 def test_model_output_uses_fixed_noises(cfg, images):
     sched = M.build_scheduler(cfg["model"])
     u1 = M.build_unet(cfg["model"], 1, 8, 0)
-    grid = M.timestep_grid(1000, 10)
+    grid = A.timestep_grid(1000, 10)
     assert list(grid[:3]) == [0, 100, 200]
     f1 = M.model_output(u1, sched, images[:5], grid, 2, noise_seed=0)
     f1b = M.model_output(u1, sched, images[:5], grid, 2, noise_seed=0, batch_size=7)

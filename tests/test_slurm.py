@@ -85,7 +85,7 @@ def test_ci_workflow_through_slurm(cluster, tmp_path):
     watcher = threading.Thread(target=_crash_first, args=("train_lds_models", stop, crashed))
     watcher.start()
     tic = time.perf_counter()
-    cmd = ["timeout", "-k", "30", "900", sys.executable, "-m", "snakemake",
+    cmd = ["timeout", "-k", "30", "1800", sys.executable, "-m", "snakemake",
            "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path / "slurm"),
            "--configfile", str(REPO / "configs/ci.yaml"), "--profile", str(REPO / "profiles/slurm"),
            "--jobs", "4", "--slurm-init-seconds-before-status-checks", "2",

@@ -9,6 +9,7 @@ from dabench import config as C
 from dabench import features as F
 from dabench import layout
 from dabench import methods
+from dabench import architecture as A
 from dabench import model as M
 from dabench.io import save_npz
 
@@ -34,7 +35,7 @@ def run(tmp_path_factory):
     for i, step in enumerate(STEPS):
         unet = M.build_unet(cfg["model"], 1, 8, init_seed=i)
         M.save_model(root / layout.checkpoint(step), unet,
-                     {"step": step, "unet_config": M.unet_config(cfg["model"], 1, 8)})
+                     {"step": step, "unet_config": A.unet_config(cfg["model"], 1, 8)})
         models[step] = unet
     entries = {name: {"method": name, "n_timesteps": K, "projection": "none",
                       "checkpoints": list(STEPS)}
