@@ -18,9 +18,6 @@ from pathlib import Path
 import numpy as np
 
 PHASES = ("gradients_s", "projection_s", "scoring_s", "retrain_s", "embedder_s")
-PHASE_LABELS = {"gradients_s": "per-example gradients", "projection_s": "projection",
-                "scoring_s": "scoring", "retrain_s": "retrained models",
-                "embedder_s": "embedder (train + embed)"}
 
 
 def retrain_seconds(run_dir, family: str) -> dict[int, float]:

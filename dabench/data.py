@@ -253,11 +253,6 @@ def to_model_input(images: np.ndarray, resolution: int, center_crop: int | None 
     return (x.clamp(0, 1) * 2 - 1).numpy().astype(np.float32)
 
 
-def from_model_output(images: np.ndarray) -> np.ndarray:
-    """Inverse scaling for display: [-1, 1] -> [0, 1]."""
-    return np.clip((np.asarray(images) + 1) / 2, 0, 1)
-
-
 # ------------------------------------------------------------------------------------------------
 # The training set D and the validation queries
 

@@ -21,7 +21,6 @@ TRAJECTORY = "generation/trajectory.npy"
 # The Diffusion-ReTrac outlier experiment is a run of its own inside this folder, same layout.
 OUTLIER_RUN = "outliers"
 LDS_TABLE = "tables/lds.csv"
-LDS_CEILING = "lds/ceiling.json"
 
 
 def query_file(query_set: str) -> str:

@@ -21,9 +21,6 @@ import numpy as np
 from dabench import architecture as A
 from dabench.config import derive_seed, fingerprint
 
-FAMILIES = ("tune", "test", "datamodel")
-
-
 # ------------------------------------------------------------------------------------------------
 # Subsets
 

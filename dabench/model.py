@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from dabench.architecture import FORWARD_FACTOR, timestep_grid, unet_config
+from dabench.architecture import FORWARD_FACTOR, unet_config
 from dabench.config import derive_seed, fingerprint
 from dabench.io import CorruptFileError, load_tensors, save_npz, save_tensors
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import time
-from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -111,32 +110,6 @@ def kernel_shap(subsets: np.ndarray, values: np.ndarray, f_empty: float, f_full:
     kkt[:n, n] = kkt[n, :n] = 1.0
     rhs = np.concatenate([z.T @ (w * y), [f_full - f_empty]])
     return np.linalg.lstsq(kkt, rhs, rcond=None)[0][:n]
-
-
-def shapley_kernel_weight(n: int, size: int) -> float:
-    """The Shapley kernel (n−1) / (C(n, s)·s·(n−s)) of one subset of ``size`` groups."""
-    return (n - 1) / (math.comb(n, size) * size * (n - size))
-
-
-def exact_shapley(value, n: int) -> np.ndarray:
-    """Shapley values by enumerating every subset: φ_i = Σ_{S∌i} |S|!(n−|S|−1)!/n! ·
-    (v(S∪{i}) − v(S)). ``value`` maps a frozenset of group indices to a number (tests, small n)."""
-    cache = {}
-
-    def v(s):
-        if s not in cache:
-            cache[s] = float(value(s))
-        return cache[s]
-
-    phi = np.zeros(n)
-    for i in range(n):
-        others = [j for j in range(n) if j != i]
-        for size in range(n):
-            weight = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
-            for s in combinations(others, size):
-                s = frozenset(s)
-                phi[i] += weight * (v(s | {i}) - v(s))
-    return phi
 
 
 # ------------------------------------------------------------------------------------------------

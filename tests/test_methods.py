@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from dabench import methods
+from dabench.config import ConfigError
 from dabench.methods.pixel import similarity
 
 
@@ -29,8 +30,11 @@ def test_methods_declare_run_relative_inputs():
         m.inputs("test")
 
 
-def test_a_new_method_is_one_class_and_one_registry_line(monkeypatch):
-    from dabench import config
+def test_a_new_method_is_one_class_and_one_registry_line(monkeypatch, tmp_path):
+    """A class with inputs and score, registered: the config validates it with its defaults and
+    the built method scores queries against the training set."""
+    from dabench import config, layout
+    from dabench.io import load_npz, save_npz
 
     class Constant(methods.AttributionMethod):
         name = "constant"
@@ -38,9 +42,25 @@ def test_a_new_method_is_one_class_and_one_registry_line(monkeypatch):
         family = "similarity"
         defaults = {"value": 1.0}
 
+        def inputs(self, query_set):
+            return {"train": layout.TRAIN_DATA, "queries": layout.query_file(query_set)}
+
+        def score(self, inputs, query_set):
+            n = len(load_npz(inputs["train"])["train_images"])
+            q = len(load_npz(inputs["queries"])["images"])
+            return np.full((q, n), self.params["value"], dtype=np.float32)
+
     monkeypatch.setitem(methods.REGISTRY, "constant", Constant)
-    c = config.validate({"methods": {"c": {"method": "constant"}}})
-    assert c["methods"]["c"] == {"method": "constant", "value": 1.0}
+    c = config.validate({"methods": {"c": {"method": "constant", "value": 2.5}}})
+    assert c["methods"]["c"] == {"method": "constant", "value": 2.5}
+    with pytest.raises(ConfigError, match="unknown method"):
+        config.validate({"methods": {"c": {"method": "constant-typo"}}})
+    save_npz(tmp_path / "train.npz", train_images=np.zeros((4, 1, 2, 2), np.float32))
+    save_npz(tmp_path / "q.npz", images=np.zeros((3, 1, 2, 2), np.float32))
+    m = methods.build(c["methods"]["c"])
+    assert set(m.inputs("validation")) == {"train", "queries"}
+    scores = m.score({"train": tmp_path / "train.npz", "queries": tmp_path / "q.npz"}, "validation")
+    assert scores.shape == (3, 4) and (scores == 2.5).all()
 
 
 def test_the_readme_example_method_works(repo, tmp_path, monkeypatch):
