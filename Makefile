@@ -1,5 +1,6 @@
 # dabench: every set-up step lives here, so a fresh clone needs only `make run` or `make test`.
 #
+#   make setup                        the virtual environment .venv, torch (CPU), dabench, data
 #   make run                          set up if needed, then run the embedded default (2 cores)
 #   make setup GPU=1 [CUDA=cu126]     also the CUDA build of torch and the GPU extras (a cluster;
 #                                     CUDA=cu126 etc. takes torch from PyTorch's index for it)
@@ -13,7 +14,11 @@
 #   make lint                         snakemake --lint
 #   make report                       HTML report of a finished run -> results/<name>/report.html
 #   make benchmarks                   performance scripts -> results/benchmarks/*.json
+#   make data                         (re)install the datasets shipped as Debian packages
+#   make clean                        remove the ci run's results and logs, and .snakemake
 #   make help                         this text
+#
+#   Variables: CONFIG=<file> (default config.yaml), CORES=<n> (default 2), GPU=1 (with setup).
 
 PYTHON ?= python3
 VENV := .venv

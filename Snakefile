@@ -3,7 +3,8 @@
 #   snakemake --cores 2                         the embedded default (config.yaml)
 #   snakemake --cores 2 --configfile configs/ci.yaml
 #
-# Everything a run produces lives under results/<config name>/ (SPEC §9), logs under logs/<name>/.
+# Everything a run produces lives under results/<config name>/ (docs/computation.md §9), logs under
+# logs/<name>/.
 
 import os
 

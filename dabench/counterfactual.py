@@ -1,4 +1,4 @@
-"""Counterfactual evaluation (SPEC §5, D-TRAK §4.4).
+"""Counterfactual evaluation (docs/computation.md §5, D-TRAK §4.4).
 
 For a generated query x (initial noise seed s): remove the k training examples a method scores
 highest for x, retrain from scratch on the rest with the full model's recipe, initialisation and

@@ -1,5 +1,6 @@
-"""Image embedders for embedding similarity (SPEC §4) and the counterfactual evaluation's cosine
-similarity (SPEC §5).
+"""Image embedders for embedding similarity (docs/computation.md §4) and the counterfactual
+evaluation's cosine
+similarity (docs/computation.md §5).
 
 - ``classifier`` (offline default): a small CNN the workflow trains on the training set's labels
   (real digits, Fashion-MNIST, …); the embedding is its penultimate layer (4·width features).

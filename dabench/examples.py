@@ -2,7 +2,8 @@
 Appendix D.2; Diffusion-ReTrac Figures 5 and 7) and the training examples of highest and lowest
 self-influence (D-TRAK Appendix D.3; Diffusion-ReTrac Appendix C.1).
 
-Scores follow SPEC §9: positive = the training example helps the query (lowers its loss), so
+Scores follow docs/computation.md §9: positive = the training example helps the query (lowers its
+loss), so
 proponents are the largest scores and opponents the smallest (most negative).
 """
 

@@ -1,4 +1,4 @@
-"""Gradient features φ(x) = Pᵀ (1/K) Σ_k ∇_θ F(x, t_k, ε_k; θ)  (SPEC §3).
+"""Gradient features φ(x) = Pᵀ (1/K) Σ_k ∇_θ F(x, t_k, ε_k; θ)  (docs/computation.md §3).
 
 - :data:`OUTPUT_FUNCTIONS`: the output functions F of D-TRAK's ``--f`` (loss, square, mean,
   l1-norm, l2-norm, linf-norm, weighted-mse).
@@ -9,12 +9,14 @@
   for small models, one example at a time with chunked backward passes for large ones, sized to
   the job's memory budget.
 - :func:`replay_schedule`: for Diffusion-TracIn, the timestep and noise each training example was
-  actually trained with nearest a checkpoint, read from the training log (SPEC §1, §4).
+  actually trained with nearest a checkpoint, read from the training log (docs/computation.md §1,
+  §4).
 - :func:`featurize`: gradients in batches planned for the memory budget → projection of the
   per-parameter blocks (no flat copy) → rows streamed into a memory-mapped .npy, with the exact
   (unprojected) gradient norm of every row beside it; ``rows`` computes a shard of them.
 
-Three feature kinds beyond SPEC §3's: ``journey`` features (Journey-TRAK's generated queries:
+Three feature kinds beyond docs/computation.md §3's: ``journey`` features (Journey-TRAK's generated
+queries:
 the mean gradient along the sampling trajectory, id ``loss_journey_e1_sparse4096``), ``replay`` features (one gradient per training example at its
 logged (t, ε), id ``loss_replay_e1_sparse4096``) and ``unit`` features, whose every per-(t, ε)
 gradient is L2-normalised before averaging (Diffusion-ReTrac's test side, id suffix ``_unit``).

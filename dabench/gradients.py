@@ -1,7 +1,8 @@
 """Per-example gradients of a diffusion model's output functions, within a memory budget.
 
 The feature of an example averages gradients over its J *items*, an item being one (image, t, ε):
-the K timesteps × n noises of SPEC §3, the logged (t, ε) of a replayed training example, or the
+the K timesteps × n noises of docs/computation.md §3, the logged (t, ε) of a replayed training
+example, or the
 S sampling steps of a Journey-TRAK trajectory (each with its own image x̂₀⁽ˢ⁾). Two strategies
 compute (1/J) Σ_j ∇_θ F(x_j, t_j, ε_j; θ) per example, chosen by :func:`plan_gradients`:
 

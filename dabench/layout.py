@@ -1,4 +1,5 @@
-"""Where each artefact of a run lives, relative to ``results/<name>/`` (SPEC §9, a contract).
+"""Where each artefact of a run lives, relative to ``results/<name>/`` (docs/computation.md §9, a
+contract).
 
 The rules (via ``rules/common.smk``) and the methods ask this module for paths, so a path is
 spelled in one place.
@@ -149,7 +150,7 @@ def run_dir_of(path, relative: str):
         raise ValueError(f"{path} does not end in {relative}")
     return path.parents[len(relative.parts) - 1]
 
-# Group Shapley (SPEC §7).
+# Group Shapley (docs/computation.md §7).
 SHAPLEY_DESIGN = "shapley/design.npz"
 SHAPLEY_GROUPS = "shapley/groups.json"
 SHAPLEY_REFERENCE = "shapley/reference.npz"

@@ -1,4 +1,5 @@
-"""The LDS benchmark (SPEC §2): subsets, retrains, model outputs, the metric and its ceiling.
+"""The LDS benchmark (docs/computation.md §2): subsets, retrains, model outputs, the metric and its
+ceiling.
 
 - :func:`draw_subsets`: the tune and test subset families, disjoint, from the seed.
 - :func:`retrain_items` / :func:`run_retrains`: the (subset, seed) retrains packed into jobs; each

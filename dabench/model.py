@@ -1,14 +1,15 @@
 """The diffusion model: UNet + DDPM schedule from config, training, checkpoints, training log.
 
 - :func:`build_unet` / :func:`build_scheduler`: diffusers ``UNet2DModel`` and ``DDPMScheduler``.
-- :func:`training_plan`: the **training log** of SPEC §1, computed before training from the seed —
+- :func:`training_plan`: the **training log** of docs/computation.md §1, computed before training
+  from the seed —
   per optimizer step the example indices, their timesteps, the seeds of their noises and the
   learning rate. Training consumes exactly this plan, so any (example, step) can be replayed.
 - :func:`train`: AdamW with warm-up and cosine decay through accelerate (CPU here; GPU,
   multi-GPU and mixed precision on a cluster without code change), checkpoints at configured
   steps, periodic resume states; resuming gives bit-identical final weights.
 - :func:`example_noise`, :func:`per_example_loss`, :func:`model_output`: the loss ℓ(x, t, ε; θ)
-  and the LDS model output f(x; θ) of SPEC §2.
+  and the LDS model output f(x; θ) of docs/computation.md §2.
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ def training_plan(members: np.ndarray, recipe: dict, seed: int, num_train_timest
     ``indices`` (steps, B) int64 — examples of each batch, epoch-wise shuffles of ``members``;
     ``timesteps`` (steps, B) int64 uniform in [0, T); ``noise_seeds`` (steps, B) int64;
     ``lr`` (steps,) float64. Timesteps and noise seeds depend only on (seed, step, position), not
-    on ``members``: models of one seed on different subsets share them (SPEC §2).
+    on ``members``: models of one seed on different subsets share them (docs/computation.md §2).
     """
     members = np.asarray(members, dtype=np.int64)
     steps, bsz = recipe["steps"], recipe["batch_size"]
@@ -379,7 +380,8 @@ def save_model(path, unet, meta: dict) -> None:
 
 
 def save_training_log(path, plan: dict, losses: np.ndarray, members: np.ndarray) -> None:
-    """The training log of SPEC §1 as an .npz of plain arrays (see :func:`training_plan`)."""
+    """The training log of docs/computation.md §1 as an .npz of plain arrays (see
+    :func:`training_plan`)."""
     save_npz(path, indices=plan["indices"], timesteps=plan["timesteps"],
              noise_seeds=plan["noise_seeds"], lr=plan["lr"], loss=losses, members=members)
 

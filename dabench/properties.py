@@ -1,4 +1,4 @@
-"""Global model properties F(θ) from generated samples (SPEC §7).
+"""Global model properties F(θ) from generated samples (docs/computation.md §7).
 
 A property model maps images to class logits and to an embedding; here it is the classifier the
 workflow trains on the training set's labels (:mod:`dabench.embedding`), real weights on real data.

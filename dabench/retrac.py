@@ -1,4 +1,4 @@
-"""Diffusion-ReTrac analyses of timestep-induced bias (SPEC §6; Xie et al. §4.2, §6).
+"""Diffusion-ReTrac analyses of timestep-induced bias (docs/computation.md §6; Xie et al. §4.2, §6).
 
 Pure functions first (each checked on small cases in ``tests/test_retrac.py``), then the workflow
 stages that turn checkpoints, features and scores into tidy tables:

@@ -1,4 +1,5 @@
-"""Group attribution of global properties with Shapley values (SPEC §7, the sparsified-FT paper).
+"""Group attribution of global properties with Shapley values (docs/computation.md §7, the
+sparsified-FT paper).
 
 Groups D_1 … D_n partition the training set (the dataset's classes by default). A global property
 F(θ) maps a model to a number computed from its generated samples (:mod:`dabench.properties`).
@@ -90,7 +91,7 @@ def draw_group_subsets(n: int, alpha: float, m: int, seed: int, purpose: str) ->
 
 def kernel_shap(subsets: np.ndarray, values: np.ndarray, f_empty: float, f_full: float,
                 weights: np.ndarray | None = None) -> np.ndarray:
-    """KernelSHAP with the efficiency constraint (SPEC §7), closed form.
+    """KernelSHAP with the efficiency constraint (docs/computation.md §7), closed form.
 
     ``subsets`` (m, n) bool, ``values`` (m,) = F(θ_{S_l}). Minimises
     Σ_l w_l (f_empty + 1_{S_l}ᵀβ − values_l)² subject to Σβ = f_full − f_empty; the KKT system

@@ -58,7 +58,8 @@ CF_QUERIES = (
     choose_queries(config["generation"]["n_samples"], config["counterfactual"]["n_queries"],
                    config["seed"]) if COUNTERFACTUAL else []
 )
-# Group Shapley (SPEC §7): {"baselines": method ids, "counterfactual": attribution keys} or None.
+# Group Shapley (docs/computation.md §7): {"baselines": method ids, "counterfactual": attribution
+# keys} or None.
 SHAPLEY = shapley_plan(config)
 SHAPLEY_WAYS = list(dabench_shapley.WAYS)
 shapley_recipes = dabench_shapley.recipes(config)

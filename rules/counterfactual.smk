@@ -1,4 +1,4 @@
-# Counterfactual evaluation (SPEC §5): per (method, generated query) remove the top-k
+# Counterfactual evaluation (docs/computation.md §5): per (method, generated query) remove the top-k
 # influencers, retrain with the full model's recipe and seeds, regenerate from the same noise.
 
 

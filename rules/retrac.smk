@@ -1,4 +1,5 @@
-# Diffusion-ReTrac (Xie et al.; SPEC §6): the timestep-bias analyses on the full model's
+# Diffusion-ReTrac (Xie et al.; docs/computation.md §6): the timestep-bias analyses on the full
+# model's
 # checkpoints, targeted attribution over every method, and the outlier experiment — a run of its
 # own under results/<name>/outliers/ with the same layout, built by the same rules (use rule).
 

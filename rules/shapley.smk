@@ -1,4 +1,5 @@
-# Group attribution of global properties (SPEC §7): groups and subsets, the reference F values,
+# Group attribution of global properties (docs/computation.md §7): groups and subsets, the
+# reference F values,
 # the pruned model, submodels three ways, Shapley values and baselines, counterfactual, tables.
 
 

@@ -105,3 +105,16 @@ def test_run_name_follows_the_last_config_that_names_one(repo, tmp_path):
     assert config.run_name([repo / "configs/ci.yaml"]) == "ci"
     assert config.run_name([repo / "configs/ci.yaml", overlay]) == "ci"
     assert config.run_name([overlay]) == "default"
+
+
+def test_the_readme_quotes_the_current_config_error():
+    """README 'Configuration' prints the error of a misspelt key; it must be what validation says."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    quoted = re.search(r"```\n(invalid config:\n  unknown config key lds\.tset;.*?)\n```", readme, re.S)
+    assert quoted, "README no longer quotes the lds.tset error"
+    with pytest.raises(ConfigError) as err:
+        config.validate({"lds": {"tset": 1}})
+    assert str(err.value) == quoted.group(1)

@@ -37,7 +37,8 @@ def test_training_plan_is_the_training_log(cfg):
         assert sorted(flat[e * 5:(e + 1) * 5]) == sorted(members)
     assert plan["timesteps"].min() >= 0 and plan["timesteps"].max() < 1000
     other = M.training_plan(np.array([0, 2, 3]), RECIPE, seed=7, num_train_timesteps=1000)
-    # Same seed, other subset: same timesteps and noise seeds (SPEC §2: shared across subsets).
+    # Same seed, other subset: same timesteps and noise seeds (docs/computation.md §2: shared
+    # across subsets).
     assert np.array_equal(plan["timesteps"], other["timesteps"])
     assert np.array_equal(plan["noise_seeds"], other["noise_seeds"])
     assert len(np.unique(plan["noise_seeds"])) == plan["noise_seeds"].size

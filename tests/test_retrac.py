@@ -1,4 +1,5 @@
-"""The Diffusion-ReTrac analyses (SPEC §6) on small cases worked out by hand or by brute force,
+"""The Diffusion-ReTrac analyses (docs/computation.md §6) on small cases worked out by hand or by
+brute force,
 and the outlier experiment's configuration and data."""
 import numpy as np
 import pytest

@@ -1,4 +1,5 @@
-"""Group Shapley (SPEC §7): KernelSHAP against exact Shapley values by enumeration, the kernel
+"""Group Shapley (docs/computation.md §7): KernelSHAP against exact Shapley values by enumeration,
+the kernel
 sampler, the properties on cases computed by hand, group LDS and aggregation, pruning."""
 import math
 from itertools import combinations

@@ -1,6 +1,7 @@
 """TracInCP, GAS, Diffusion-TracIn and Diffusion-ReTrac against brute force: a tiny real UNet at
 two checkpoints, a real training plan, features written by the workflow's own function, and the
-formulas of SPEC §4 evaluated with an autograd loop over examples, timesteps and checkpoints."""
+formulas of docs/computation.md §4 evaluated with an autograd loop over examples, timesteps and
+checkpoints."""
 import numpy as np
 import pytest
 import torch
@@ -66,7 +67,8 @@ def _grad(unet, sched, x, t, noise):
 
 
 def _brute_force(run, images, split, unit_test, replay_train, normalise_train, cosine=False):
-    """Σ_c η_c Σ_i-pairs of the SPEC §4 formula, every gradient from an autograd loop."""
+    """Σ_c η_c Σ_i-pairs of the docs/computation.md §4 formula, every gradient from an autograd
+    loop."""
     cfg, plan, sched = run["cfg"], run["plan"], M.build_scheduler(run["cfg"]["model"])
     t_grid = F.feature_timesteps(K, "uniform", 1000)
     total = np.zeros((len(images), len(run["train"])))

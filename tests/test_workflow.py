@@ -176,7 +176,8 @@ def test_retraining_methods_embeddings_and_the_counterfactual(ci_run):
 
 
 def test_group_shapley_branch(ci_run):
-    """SPEC §7 end to end on ci: groups, submodels three ways, efficiency of the Shapley values,
+    """docs/computation.md §7 end to end on ci: groups, submodels three ways, efficiency of the
+    Shapley values,
     baselines aggregated to groups, group LDS, runtime, counterfactual, figures."""
     from dabench import config as C
     from dabench import io

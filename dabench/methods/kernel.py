@@ -1,4 +1,4 @@
-"""Gradient-feature methods: gradient similarity and the TRAK family (SPEC §4).
+"""Gradient-feature methods: gradient similarity and the TRAK family (docs/computation.md §4).
 
 All of them read projected gradient features φ (:mod:`dabench.features`) of the training set
 (Φ, N×k) and of the queries, and differ only in how they turn them into scores:

@@ -1,7 +1,7 @@
 """Checkpoint methods that trace training: TracInCP, GAS, Diffusion-TracIn, Diffusion-ReTrac.
 
 All four sum over C checkpoints θ_c of the full model, weighted by the learning rate η_c the
-training log records at the checkpoint's last step (SPEC §4):
+training log records at the checkpoint's last step (docs/computation.md §4):
 
 - ``tracincp`` (Pruthi et al.): Σ_c η_c ⟨φ_c(x), φ_c(x_i)⟩, both sides the usual K-timestep
   feature of the loss;
