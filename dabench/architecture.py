@@ -7,6 +7,7 @@ pure functions of the config live here, and :mod:`dabench.model` builds the mode
 - :func:`unet_config`: the ``diffusers.UNet2DModel`` arguments of the ``model`` section at the
   data's shape (:func:`unet_config_keys`: the arguments a saved model records).
 - :func:`timestep_grid`: the evenly spaced timesteps of the LDS output and the ReTrac curves.
+- :func:`classic_attention`: the attention processor every built UNet uses (vmap-able).
 - :data:`FORWARD_FACTOR`: peak bytes of a no-grad forward per sample, as a multiple of the
   activations a backward pass would save (measured, :mod:`dabench.profile`).
 """
@@ -41,3 +42,14 @@ def timestep_grid(num_train_timesteps: int, n: int) -> np.ndarray:
 
 # Peak bytes of a no-grad forward per sample, as a multiple of the saved-activation count.
 FORWARD_FACTOR = 0.5
+
+
+def classic_attention(unet):
+    """Use diffusers' classic attention processor: SDPA has no vmap rule on CPU, and per-example
+    gradients (torch.func.vmap) go through every attention layer."""
+    from diffusers.models.attention_processor import Attention, AttnProcessor
+
+    for module in unet.modules():
+        if isinstance(module, Attention):
+            module.set_processor(AttnProcessor())
+    return unet

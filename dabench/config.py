@@ -1,4 +1,6 @@
-"""Configuration: validation against ``config.schema.yaml``, defaults, derived seeds.
+"""Configuration: validation against ``config.schema.yaml``, defaults, and the cross-checks of
+method entries against the method registry (so it sits above :mod:`dabench.methods`; seeds are
+:mod:`dabench.seeds`).
 
 The schema is the parameter documentation: every key has a ``description`` and a ``default``.
 :func:`validate` fills defaults in place and raises :class:`ConfigError` naming the offending key
@@ -9,14 +11,12 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
-import json
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from dabench.layout import REPO_ROOT, SHAPLEY_WAYS
+
 SCHEMA_PATH = REPO_ROOT / "config.schema.yaml"
 
 RECIPE_KEYS = (
@@ -272,9 +272,7 @@ def shapley_plan(config: dict) -> dict | None:
     if unknown:
         raise ConfigError(f"config key shapley.baselines: {', '.join(map(repr, unknown))} not "
                           f"among the methods scored on the generation set ({', '.join(scored)})")
-    from dabench.shapley import WAYS
-
-    keys = [f"shapley-{w}" for w in WAYS]
+    keys = [f"shapley-{w}" for w in SHAPLEY_WAYS]
     keys += [f"{m}.{how}" for m in baselines for how in ("mean", "max")]
     bad = [k for k in cfg["counterfactual"]["methods"] if k not in keys]
     if bad:
@@ -324,14 +322,3 @@ def deep_update(base: dict, update: dict) -> dict:
         else:
             base[key] = value
     return base
-
-
-def derive_seed(master: int, *keys: Any) -> int:
-    """A 63-bit seed from the master seed and purpose keys; stable across processes and machines."""
-    text = json.dumps([int(master), *[str(k) for k in keys]])
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
-
-
-def fingerprint(obj: Any) -> str:
-    """A short, stable hash of a JSON-able object (used to key resume states)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -139,9 +139,9 @@ def cost_table(run_dir, lds_csv):
     return df.sort_values("total_s", kind="stable").reset_index(drop=True)
 
 
-def write_cost_outputs(run_dir, lds_csv, csv_path, tex_path, pdf_path, png_path) -> None:
-    """Workflow stage: tables/cost.csv + .tex and figures/cost.pdf + .png."""
-    from dabench import figures
+def write_cost_table(run_dir, lds_csv, csv_path, tex_path) -> pd.DataFrame:
+    """Workflow stage: tables/cost.csv + .tex; returns the table (for
+    :func:`dabench.figures.plot_cost`)."""
     from dabench.tables import write_table
 
     df = cost_table(run_dir, lds_csv)
@@ -157,4 +157,4 @@ def write_cost_outputs(run_dir, lds_csv, csv_path, tex_path, pdf_path, png_path)
                 "% Compute per method (seconds on this run's machine) against its LDS; the full "
                 "model's training and the generated queries are shared by all methods and left "
                 "out; lambda-tuning retrains: tuning_s in cost.csv\n" + latex)
-    figures.plot_cost(df, pdf_path, png_path)
+    return df

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from dabench import architecture as A
-from dabench.config import derive_seed
+from dabench.seeds import derive_seed
 
 RANDOM = "random"
 

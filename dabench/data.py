@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dabench.config import derive_seed
+from dabench.seeds import derive_seed
 
 FASHION_MNIST_DEFAULT = "/usr/share/datasets/fashion-mnist"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dabench.config import derive_seed
+from dabench.seeds import derive_seed
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dabench.config import derive_seed
+from dabench.seeds import derive_seed
 
 
 from dabench.gradients import (OUTPUT_FUNCTIONS, example_gradients,  # noqa: F401 (re-exported)
@@ -383,7 +383,7 @@ def merge_shards(shard_paths: list, out_path) -> dict:
     ``out_path`` with its norms and sidecar — the same rows as one unsharded job. Streams: one
     shard in memory at a time."""
     from dabench.io import RowWriter, load_json, load_npy, read_rows, save_json, save_npy, sha256
-    from dabench.methods.kernel import checked_path
+    from dabench.io import checked_path
 
     metas = [load_json(Path(p).with_suffix(".json")) for p in shard_paths]
     order = np.argsort([m["rows"][0] for m in metas])

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dabench.config import REPO_ROOT
+from dabench.layout import REPO_ROOT
 
 
 def _sync(device):
@@ -120,7 +120,7 @@ def run(config_path, out_path, allow_cpu: bool = False, tiny: bool = False) -> d
     # 6. GPU vs CPU features of the same examples
     cpu_unet = type(unet).from_config(unet.config)
     cpu_unet.load_state_dict({k_: v.cpu() for k_, v in unet.state_dict().items()})
-    from dabench.model import classic_attention
+    from dabench.architecture import classic_attention
 
     classic_attention(cpu_unet)
     featurize(cpu_unet.eval(), sched, images[:3], spec, 1, 2, work / "cpu.npy")

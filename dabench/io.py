@@ -235,3 +235,13 @@ class RowWriter:
     def __exit__(self, *exc):
         self._fh.close()
         return self._ctx.__exit__(*exc)
+
+
+def checked_path(path):
+    """A feature file, its checksum verified (the solver then reads it in chunks)."""
+    side = sidecar_path(path)
+    if side.exists():
+        expected = load_json(side).get("sha256")
+        if expected is not None:
+            verify_digest(path, expected)
+    return str(path)

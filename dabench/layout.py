@@ -7,6 +7,11 @@ spelled in one place.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+# The checkout: config.schema.yaml, the profile cache (.cache/), scripts/.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
 QUERY_SETS = ("validation", "generation")
 SPLITS = ("train",) + QUERY_SETS
 
@@ -150,7 +155,8 @@ def run_dir_of(path, relative: str):
         raise ValueError(f"{path} does not end in {relative}")
     return path.parents[len(relative.parts) - 1]
 
-# Group Shapley (docs/computation.md §7).
+# Group Shapley (docs/computation.md §7): coalition models are made three ways, each a folder.
+SHAPLEY_WAYS = ("retrain", "finetune", "sparse")
 SHAPLEY_DESIGN = "shapley/design.npz"
 SHAPLEY_GROUPS = "shapley/groups.json"
 SHAPLEY_REFERENCE = "shapley/reference.npz"

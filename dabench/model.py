@@ -22,8 +22,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from dabench.architecture import FORWARD_FACTOR, unet_config
-from dabench.config import derive_seed, fingerprint
+from dabench.architecture import FORWARD_FACTOR, classic_attention, unet_config
+from dabench.seeds import derive_seed, fingerprint
 from dabench.io import CorruptFileError, load_tensors, save_npz, save_tensors
 
 def build_unet(model_cfg: dict, channels: int, resolution: int, init_seed: int):
@@ -35,17 +35,6 @@ def build_unet(model_cfg: dict, channels: int, resolution: int, init_seed: int):
         torch.manual_seed(init_seed)
         unet = UNet2DModel(**unet_config(model_cfg, channels, resolution))
     return classic_attention(unet)
-
-
-def classic_attention(unet):
-    """Use diffusers' classic attention processor: SDPA has no vmap rule on CPU, and per-example
-    gradients (torch.func.vmap) go through every attention layer."""
-    from diffusers.models.attention_processor import Attention, AttnProcessor
-
-    for module in unet.modules():
-        if isinstance(module, Attention):
-            module.set_processor(AttnProcessor())
-    return unet
 
 
 def build_scheduler(model_cfg: dict):

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dabench.config import REPO_ROOT
+from dabench.layout import REPO_ROOT
 
 MB = 2**20
 

@@ -18,7 +18,8 @@ import json
 import os
 from pathlib import Path
 
-from dabench.config import REPO_ROOT, fingerprint
+from dabench.layout import REPO_ROOT
+from dabench.seeds import fingerprint
 
 # Bump when what is measured changes: cached profiles of an older version are recomputed.
 VERSION = 1
@@ -33,7 +34,7 @@ def _measure(unet_kwargs: dict) -> dict:
     from diffusers import UNet2DModel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from dabench.model import classic_attention
+    from dabench.architecture import classic_attention
 
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in unet_kwargs.items()}
     with torch.device("meta"):

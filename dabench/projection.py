@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dabench.config import derive_seed
+from dabench.seeds import derive_seed
 
 PROJECTIONS = ("sparse", "gaussian", "rademacher", "fast_jl", "none")
 

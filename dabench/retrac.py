@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dabench.config import derive_seed
+from dabench.seeds import derive_seed
 
 
 # ------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import contextlib
 import numpy as np
 import torch
 
-from dabench.config import derive_seed
+from dabench.seeds import derive_seed
 
 
 def sample_seeds(master_seed: int, n: int, purpose: str = "generation") -> np.ndarray:

@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dabench.config import derive_seed
+from dabench.layout import SHAPLEY_WAYS
+from dabench.seeds import derive_seed
 
-WAYS = ("retrain", "finetune", "sparse")
+WAYS = SHAPLEY_WAYS
 WAY_LABELS = {"retrain": "Retraining", "finetune": "FT", "sparse": "Sparsified FT"}
 AGGREGATIONS = ("mean", "max")
 
@@ -136,7 +137,7 @@ def group_lds(attribution: np.ndarray, subsets: np.ndarray, values: np.ndarray,
               n_boot: int = 1000, seed: int = 0) -> dict:
     """Group LDS (paper Eq. 10): Spearman between F(θ_S) of the held-out retrains and
     Σ_{i∈S} τ_i, in percent, with a 95% bootstrap interval over the held-out subsets."""
-    from dabench.lds import spearman_rows
+    from dabench.metrics import spearman_rows
 
     pred = np.asarray(subsets, np.float64) @ np.asarray(attribution, np.float64)
     values = np.asarray(values, np.float64)
@@ -353,7 +354,7 @@ def run_models(way: str, family: str, chunk: int, per_job: int, train_path, desi
     Each finished submodel is kept in ``partial_dir`` (a killed job resumes); the chunk file holds
     per submodel its row, the three properties, and its training and evaluation seconds."""
     from dabench import model as M
-    from dabench.config import fingerprint
+    from dabench.seeds import fingerprint
     from dabench.io import load_npz, save_npz
     from dabench.properties import PROPERTIES
 

@@ -2,17 +2,17 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from dabench import lds
+from dabench import lds, metrics
 
 
 def test_spearman_rows_matches_scipy_with_ties():
     rng = np.random.default_rng(0)
     a = rng.integers(0, 4, (6, 9)).astype(float)   # many ties
     b = rng.normal(size=(6, 9))
-    ours = lds.spearman_rows(a, b)
+    ours = metrics.spearman_rows(a, b)
     for q in range(6):
         assert ours[q] == pytest.approx(spearmanr(a[q], b[q]).statistic)
-    assert np.isnan(lds.spearman_rows(np.ones((1, 5)), b[:1, :5])[0])
+    assert np.isnan(metrics.spearman_rows(np.ones((1, 5)), b[:1, :5])[0])
 
 
 def test_lds_matches_brute_force():
@@ -21,7 +21,7 @@ def test_lds_matches_brute_force():
     scores = rng.normal(size=(q, n))
     subsets = np.stack([np.sort(rng.choice(n, 6, replace=False)) for _ in range(m)])
     outputs = rng.normal(size=(m, q))
-    ours = lds.lds_per_query(scores, subsets, outputs)
+    ours = metrics.lds_per_query(scores, subsets, outputs)
     for i in range(q):
         g = [sum(scores[i, k] for k in subsets[j]) for j in range(m)]
         assert ours[i] == pytest.approx(spearmanr(g, [-outputs[j, i] for j in range(m)]).statistic)
@@ -31,33 +31,33 @@ def test_lds_is_one_for_a_perfect_additive_model():
     rng = np.random.default_rng(2)
     tau = rng.normal(size=(3, 10))
     subsets = np.stack([np.sort(rng.choice(10, 5, replace=False)) for _ in range(7)])
-    outputs = -(tau @ lds.indicator(subsets, 10).T).T     # f = -Σ τ: helpful examples lower loss
-    assert np.allclose(lds.lds_per_query(tau, subsets, outputs), 1.0)
+    outputs = -(tau @ metrics.indicator(subsets, 10).T).T     # f = -Σ τ: helpful examples lower loss
+    assert np.allclose(metrics.lds_per_query(tau, subsets, outputs), 1.0)
 
 
 def test_out_of_range_subset_is_named():
     with pytest.raises(ValueError, match=r"subset index 10 is out of range \[0, 10\)"):
-        lds.lds_per_query(np.zeros((1, 10)), np.array([[1, 10]]), np.zeros((1, 1)))
+        metrics.lds_per_query(np.zeros((1, 10)), np.array([[1, 10]]), np.zeros((1, 1)))
 
 
 def test_bootstrap_mean_and_interval():
     values = np.r_[np.linspace(0, 1, 50), np.nan]
-    mean, low, high, n = lds.bootstrap_mean_ci(values, 2000, 0.95, seed=0)
+    mean, low, high, n = metrics.bootstrap_mean_ci(values, 2000, 0.95, seed=0)
     assert n == 50 and mean == pytest.approx(0.5)
     assert low < mean < high and high - low == pytest.approx(2 * 1.96 * values[:50].std() / np.sqrt(50), rel=0.15)
-    assert lds.bootstrap_mean_ci(values, 2000, 0.95, seed=0) == (mean, low, high, n)
+    assert metrics.bootstrap_mean_ci(values, 2000, 0.95, seed=0) == (mean, low, high, n)
 
 
 def test_ceiling_matches_brute_force():
     rng = np.random.default_rng(3)
     per_seed = rng.normal(size=(3, 7, 4))
-    ours = lds.ceiling_per_query(per_seed)
+    ours = metrics.ceiling_per_query(per_seed)
     for q in range(4):
         vals = [spearmanr(per_seed[r, :, q], per_seed[[s for s in range(3) if s != r], :, q].mean(0)).statistic
                 for r in range(3)]
         assert ours[q] == pytest.approx(np.mean(vals))
     with pytest.raises(ValueError, match="at least 2 seeds"):
-        lds.ceiling_per_query(per_seed[:1])
+        metrics.ceiling_per_query(per_seed[:1])
 
 
 def test_subset_families_are_seeded_sized_and_disjoint():

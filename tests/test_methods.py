@@ -113,7 +113,7 @@ def _feature_inputs(tmp_path, phi, q, subsets, outputs):
 
 
 def test_trak_family_scores_and_tune_selection(tmp_path):
-    from dabench.lds import indicator, lds_per_query
+    from dabench.metrics import indicator, lds_per_query
 
     rng = np.random.default_rng(0)
     phi, q = rng.normal(size=(12, 20)), rng.normal(size=(3, 20))

@@ -12,7 +12,8 @@ from dabench import layout
 from dabench import methods
 from dabench import model as M
 from dabench.io import save_npy, save_npz
-from dabench.lds import draw_family, lds_per_query
+from dabench.lds import draw_family
+from dabench.metrics import lds_per_query
 
 
 def _family(n_train=7, m=6, q=3, seed=0):
@@ -43,7 +44,7 @@ def test_empirical_influence_is_the_difference_in_means_by_brute_force():
 def test_datamodel_ridge_matches_sklearn():
     from sklearn.linear_model import Ridge
 
-    from dabench.lds import indicator
+    from dabench.metrics import indicator
     from dabench.methods.retraining import RidgeDatamodel
 
     subsets, outputs = _family(n_train=9, m=7)

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from dabench import config as C
+from dabench.layout import REPO_ROOT
+from dabench.seeds import derive_seed
 from dabench import features as F
 from dabench import layout
 from dabench import methods
@@ -22,7 +24,7 @@ K = 2
 def run(tmp_path_factory):
     """A run folder with a training set, a training log, two checkpoints, one query set, and the
     features the checkpoint methods read (exact: no projection)."""
-    cfg = C.load(C.REPO_ROOT / "configs" / "ci.yaml")
+    cfg = C.load(REPO_ROOT / "configs" / "ci.yaml")
     root = tmp_path_factory.mktemp("run")
     rng = np.random.default_rng(0)
     train = rng.uniform(-1, 1, (5, 1, 8, 8)).astype(np.float32)
@@ -75,8 +77,8 @@ def _brute_force(run, images, split, unit_test, replay_train, normalise_train, c
     for step in STEPS:
         unet = run["models"][step]
         eta = plan["lr"][step - 1]
-        q_seed = C.derive_seed(cfg["seed"], "feature-noise", split)
-        t_seed = C.derive_seed(cfg["seed"], "feature-noise", "train")
+        q_seed = derive_seed(cfg["seed"], "feature-noise", split)
+        t_seed = derive_seed(cfg["seed"], "feature-noise", "train")
 
         def test_side(x_index, x, seed):
             noises = F.example_noises(seed, np.array([x_index]), K, (1, 8, 8))[0]
@@ -158,7 +160,7 @@ def test_retrac_differs_from_tracin_where_norms_differ(run):
 
 
 def test_checkpoints_default_to_the_training_checkpoints_and_are_checked():
-    cfg = C.load(C.REPO_ROOT / "configs" / "ci.yaml")
+    cfg = C.load(REPO_ROOT / "configs" / "ci.yaml")
     assert cfg["methods"]["diffusion-tracin"]["checkpoints"] == cfg["train"]["checkpoint_steps"]
     raw = {"name": "x", "train": {"steps": 60, "checkpoint_steps": [20, 40]},
            "methods": {"tr": {"method": "diffusion-tracin", "checkpoints": [30]}}}

@@ -285,11 +285,11 @@ def test_retrac_outputs_and_the_outlier_run(ci_run):
 
 
 def test_lds_recomputed_from_files_matches_the_table(ci_run):
-    from dabench import lds
+    from dabench import metrics
 
     scores = np.load(ci_run / "scores/pixel-dot/validation.npy")
-    per_query = lds.lds_per_query(scores, np.load(ci_run / "lds/test/subsets.npy"),
-                                  np.load(ci_run / "lds/test/validation_outputs.npy"))
+    per_query = metrics.lds_per_query(scores, np.load(ci_run / "lds/test/subsets.npy"),
+                                      np.load(ci_run / "lds/test/validation_outputs.npy"))
     df = pd.read_csv(ci_run / "tables/lds.csv")
     row = df[(df.method_id == "pixel-dot") & (df.query_set == "validation")].iloc[0]
     assert row["lds"] == pytest.approx(100 * np.nanmean(per_query), abs=1e-3)

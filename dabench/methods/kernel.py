@@ -20,7 +20,7 @@ import numpy as np
 
 from dabench import layout
 from dabench.features import FeatureSpec
-from dabench.io import load_checked_npy, load_npy
+from dabench.io import checked_path, load_checked_npy, load_npy
 from dabench.methods.base import AttributionMethod
 
 FEATURE_DEFAULTS = {"function": "loss", "n_timesteps": 10, "schedule": "uniform", "n_noises": 1,
@@ -143,18 +143,6 @@ def _read(features, start: int, stop: int) -> np.ndarray:
     return read_rows(features, start, stop)
 
 
-def checked_path(path):
-    """A feature file, its checksum verified (the solver then reads it in chunks)."""
-    from dabench.io import verify_digest, load_json, sidecar_path
-
-    side = sidecar_path(path)
-    if side.exists():
-        expected = load_json(side).get("sha256")
-        if expected is not None:
-            verify_digest(path, expected)
-    return str(path)
-
-
 class GradientFeatureMethod(AttributionMethod):
     """Base of every method that reads gradient features of the full model."""
 
@@ -251,7 +239,7 @@ class TRAK(GradientFeatureMethod):
         """Scores at the λ with the best tune-subset LDS, and the tune LDS of every λ. λ is
         relative to each model's mean eigenvalue; an ensemble shares one relative λ. Members are
         solved one at a time (their scores summed per λ), so an ensemble holds one solver."""
-        from dabench.lds import lds_per_query
+        from dabench.metrics import lds_per_query
 
         members = self.member_inputs(inputs)
         subsets, outputs = load_npy(inputs["tune_subsets"]), load_npy(inputs["tune_outputs"])

@@ -86,7 +86,7 @@ class DTRAKEnsemble(EnsembleMixin, DTRAK):
 def empirical_influence(subsets: np.ndarray, outputs: np.ndarray, n_train: int) -> np.ndarray:
     """Difference in means, (Q, N): ``subsets`` (M, s) training indices, ``outputs`` (M, Q) f.
     An example in every or in no subset gets 0 (no contrast)."""
-    from dabench.lds import indicator
+    from dabench.metrics import indicator
 
     inside = indicator(subsets, n_train).astype(np.float64)        # (M, N)
     y = -np.asarray(outputs, dtype=np.float64)                      # (M, Q)
@@ -104,7 +104,7 @@ class RidgeDatamodel:
     centred Gram matrix, as TRAK's."""
 
     def __init__(self, subsets: np.ndarray, outputs: np.ndarray, n_train: int):
-        from dabench.lds import indicator
+        from dabench.metrics import indicator
 
         x = indicator(subsets, n_train).astype(np.float64)
         self.x = x - x.mean(0)
@@ -173,7 +173,7 @@ class Datamodel(RetrainingMethod):
                 "tune_outputs": layout.lds_outputs("tune", query_set)}
 
     def score(self, inputs, query_set):
-        from dabench.lds import lds_per_query
+        from dabench.metrics import lds_per_query
 
         subsets, outputs, n_train = self.family_data(inputs)
         ridge = RidgeDatamodel(subsets, outputs, n_train)

@@ -132,7 +132,7 @@ class CheckpointMethod(GradientFeatureMethod):
         """Σ_c η_c combine(…) over the checkpoints, the training rows read in float32 chunks and
         combined in float64 (``rowwise``: self-influence, the query side chunked alike)."""
         from dabench.io import npy_header, read_rows
-        from dabench.methods.kernel import checked_path
+        from dabench.io import checked_path
 
         total = None
         self.learning_rate_by_checkpoint = self.learning_rates(inputs)

@@ -1,0 +1,96 @@
+"""The LDS metric and its companions — pure functions of arrays (docs/computation.md §2).
+
+- :func:`lds_per_query`: Spearman over subsets between the attribution's prediction
+  Σ_{i∈S} τ(x)_i and −f(x; θ_S), per query.
+- :func:`bootstrap_mean_ci`: the mean over queries with a percentile bootstrap interval.
+- :func:`ceiling_per_query`: the retraining ceiling (one seed against the mean of the others).
+- :func:`spearman_rows`, :func:`indicator`, :func:`check_subsets`: their building blocks.
+
+Methods that tune on the LDS (λ of the TRAK family, the datamodel's ridge) and every experiment
+that reports one import it from here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dabench.seeds import derive_seed
+
+
+def check_subsets(subsets: np.ndarray, n_train: int, source: str) -> None:
+    """Refuse a subset matrix with indices outside [0, n_train), naming ``source``."""
+    subsets = np.asarray(subsets)
+    bad = subsets[(subsets < 0) | (subsets >= n_train)]
+    if bad.size:
+        raise ValueError(f"{source}: subset index {int(bad.flat[0])} is out of range "
+                         f"[0, {n_train}) ({bad.size} such indices)")
+
+
+def indicator(subsets: np.ndarray, n_train: int) -> np.ndarray:
+    """(M, s) index rows -> (M, N) float32 0/1 membership matrix."""
+    out = np.zeros((len(subsets), n_train), dtype=np.float32)
+    np.put_along_axis(out, np.asarray(subsets), 1.0, axis=1)
+    return out
+
+
+def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman correlation of each row of ``a`` with the same row of ``b``.
+
+    ``a``, ``b``: (Q, M). Returns (Q,) float64; NaN where a row is constant. Ties get average ranks
+    (as ``scipy.stats.spearmanr``).
+    """
+    from scipy.stats import rankdata
+
+    ra = rankdata(a, axis=1)
+    rb = rankdata(b, axis=1)
+    ra -= ra.mean(1, keepdims=True)
+    rb -= rb.mean(1, keepdims=True)
+    denom = np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (ra * rb).sum(1) / denom, np.nan)
+
+
+def lds_per_query(scores: np.ndarray, subsets: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+    """LDS of each query: Spearman over subsets of g_τ(x, S_j) = Σ_{i∈S_j} τ(x)_i and -f(x; θ_{S_j}).
+
+    ``scores``: (Q, N) attributions, positive = helps; ``subsets``: (M, s) training indices;
+    ``outputs``: (M, Q) model outputs f (mean loss, seed-averaged). Returns (Q,) in [-1, 1].
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape[0] != outputs.shape[1]:
+        raise ValueError(f"scores have {scores.shape[0]} queries but outputs {outputs.shape[1]}")
+    check_subsets(subsets, scores.shape[1], "lds_per_query")
+    predicted = scores @ indicator(subsets, scores.shape[1]).T.astype(np.float64)  # (Q, M)
+    return spearman_rows(predicted, -np.asarray(outputs, dtype=np.float64).T)
+
+
+def bootstrap_mean_ci(values: np.ndarray, n_boot: int = 1000, confidence: float = 0.95,
+                      seed: int = 0) -> tuple[float, float, float, int]:
+    """Mean of ``values`` (NaNs dropped) and its percentile bootstrap interval over resampled
+    entries. Returns ``(mean, low, high, n_used)``."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    rng = np.random.default_rng(derive_seed(seed, "bootstrap"))
+    draws = rng.integers(0, values.size, size=(n_boot, values.size))
+    means = values[draws].mean(1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(values.mean()), float(low), float(high), int(values.size)
+
+
+def ceiling_per_query(outputs_per_seed: np.ndarray) -> np.ndarray:
+    """The retraining ceiling of each query.
+
+    ``outputs_per_seed``: (R, M, Q), R >= 2. For each seed r, the Spearman over subsets between
+    f of seed r and the mean f of the other seeds; averaged over r. Returns (Q,).
+    """
+    outputs_per_seed = np.asarray(outputs_per_seed, dtype=np.float64)
+    n_seeds = outputs_per_seed.shape[0]
+    if n_seeds < 2:
+        raise ValueError("the retraining ceiling needs at least 2 seeds per subset")
+    total = outputs_per_seed.sum(0)
+    per_seed = [spearman_rows(outputs_per_seed[r].T, ((total - outputs_per_seed[r]) / (n_seeds - 1)).T)
+                for r in range(n_seeds)]
+    return np.nanmean(np.stack(per_seed), axis=0)
