@@ -39,40 +39,15 @@ include: "rules/report.smk"
 report: "report/workflow.rst"
 
 
-# Reductions that take seconds run where snakemake runs, not as cluster jobs.
-localrules:
-    all,
-    draw_lds_subsets,
-    collect_lds_outputs,
-    compute_lds_ceiling,
-    evaluate_lds,
-    make_lds_table,
-    plot_lds,
-    make_ablation_tables,
-    plot_ablations,
-    retrac_targeted,
-    retrac_outlier_tables,
-    plot_retrac,
-    draw_datamodel_subsets,
-    counterfactual_tables,
-    plot_counterfactual,
-    make_retraining_table,
-    shapley_design,
-    shapley_values,
-    shapley_baseline,
-    shapley_tables,
-    plot_proponents,
-    plot_outlier_proponents,
-    plot_self_influence,
-    plot_outlier_self_influence,
-    cost_accounting,
-    report_tables,
+# Rules whose work takes seconds (LDS, tables, figures) say `localrule: True`: they run where
+# snakemake runs, never as cluster jobs (a `use rule ... as` copy says it again).
 
 
 rule all:
+    default_target: True
     input:
         final_outputs(),
-    default_target: True
+    localrule: True
 
 
 onsuccess:

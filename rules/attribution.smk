@@ -1,23 +1,23 @@
 rule compute_scores:
     input:
         unpack(method_inputs),
-    wildcard_constraints:
-        method_id=one_of(FULL_METHODS),
     output:
         scores=[run_path(f"scores/{{method_id}}/{qs}.npy") for qs in QUERY_SETS],
         sidecars=[run_path(f"scores/{{method_id}}/{qs}.json") for qs in QUERY_SETS],
-    params:
-        method=lambda wc: ALL_METHODS[wc.method_id],
-        query_sets=QUERY_SETS,
-    threads: threads_of("compute_scores")
-    resources:
-        **resources_of("compute_scores"),
     log:
         log_path("compute_scores/{method_id}"),
     benchmark:
         bench_path("compute_scores/{method_id}")
+    wildcard_constraints:
+        method_id=one_of(FULL_METHODS),
     conda:
         CONDA_ENV
+    threads: threads_of("compute_scores")
+    resources:
+        **resources_of("compute_scores"),
+    params:
+        method=lambda wc: ALL_METHODS[wc.method_id],
+        query_sets=QUERY_SETS,
     script:
         "../scripts/compute_scores.py"
 
@@ -31,11 +31,11 @@ use rule compute_scores as compute_generation_scores with:
         sidecars=[run_path("scores/{method_id}/generation.json")],
     wildcard_constraints:
         method_id=one_of(GENERATION_ONLY),
+    resources:
+        **resources_of("compute_generation_scores"),
     params:
         method=lambda wc: ALL_METHODS[wc.method_id],
         query_sets=["generation"],
-    resources:
-        **resources_of("compute_generation_scores"),
 
 
 # Self-influence of every training example (checkpoint methods: outlier detection, ReTrac §6.3).
@@ -45,16 +45,16 @@ rule compute_self_influence:
     output:
         values=run_path("scores/{method_id}/self.npy"),
         sidecar=run_path("scores/{method_id}/self.json"),
+    log:
+        log_path("compute_self_influence/{method_id}"),
     wildcard_constraints:
         method_id=one_of(SELF_INFLUENCE_METHODS),
-    params:
-        method=lambda wc: config["methods"][wc.method_id],
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         **resources_of("compute_self_influence"),
-    log:
-        log_path("compute_self_influence/{method_id}"),
-    conda:
-        CONDA_ENV
+    params:
+        method=lambda wc: config["methods"][wc.method_id],
     script:
         "../scripts/compute_self_influence.py"

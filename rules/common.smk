@@ -17,8 +17,14 @@ from dabench.ablations import ablation_methods
 from dabench import shapley as dabench_shapley
 from dabench.lds import n_chunks
 from dabench.methods import build as build_method
-from dabench.config import (checkpoint_method_ids, counterfactual_methods, outlier_data_config,
-                            proponent_methods, retrac_methods, shapley_plan)
+from dabench.config import (
+    checkpoint_method_ids,
+    counterfactual_methods,
+    outlier_data_config,
+    proponent_methods,
+    retrac_methods,
+    shapley_plan,
+)
 from dabench.counterfactual import RANDOM, choose_queries
 
 try:
@@ -31,7 +37,7 @@ LOGS = f"logs/{config['name']}"
 QUERY_SETS = config["lds"]["query_sets"]
 # Software of every rule, for cluster users running with --sdm conda (paths relative to rules/).
 CONDA_ENV = "../envs/dabench.yaml"
-CONDA_GPU_ENV = "../envs/dabench-gpu.yaml"     # the GPU rules: CUDA torch, traker
+CONDA_GPU_ENV = "../envs/dabench-gpu.yaml"  # the GPU rules: CUDA torch, traker
 METHOD_IDS = sorted(config["methods"])
 ABLATIONS = ablation_methods(config["ablations"])
 # The splits featurize computes (the training set is sharded when features.train_shards > 1).
@@ -55,8 +61,11 @@ EMBEDDER = config["embedder"]
 COUNTERFACTUAL = counterfactual_methods(config)
 CF_METHODS = [RANDOM] + COUNTERFACTUAL if COUNTERFACTUAL else []
 CF_QUERIES = (
-    choose_queries(config["generation"]["n_samples"], config["counterfactual"]["n_queries"],
-                   config["seed"]) if COUNTERFACTUAL else []
+    choose_queries(
+        config["generation"]["n_samples"], config["counterfactual"]["n_queries"], config["seed"]
+    )
+    if COUNTERFACTUAL
+    else []
 )
 # Group Shapley (docs/computation.md §7): {"baselines": method ids, "counterfactual": attribution
 # keys} or None.
@@ -72,7 +81,9 @@ PROPONENT_SET = config["figures"]["proponents"]["query_set"]
 # experiment's data section (None = not run). Its run folder mirrors this one's layout.
 RETRAC = retrac_methods(config)
 CHECKPOINT_METHODS = checkpoint_method_ids(config)
-SELF_INFLUENCE_METHODS = [m for m in CHECKPOINT_METHODS if build_method(config["methods"][m]).has_self_influence]
+SELF_INFLUENCE_METHODS = [
+    m for m in CHECKPOINT_METHODS if build_method(config["methods"][m]).has_self_influence
+]
 OUTLIER_DATA = outlier_data_config(config)
 OUT = f"{RUN}/{layout.OUTLIER_RUN}"
 # Where outlier detection and source tracing read from: this run when its data has outliers
@@ -156,8 +167,9 @@ def bench_path(name):
 def figure(name, category):
     """The PNG of figures/<name>, marked for the HTML report (`make report`) with the caption
     report/<name>.rst (which says which figure of which paper it is)."""
-    return report(run_path(f"figures/{name}.png"), caption=f"../report/{name}.rst",
-                  category=category)
+    return report(
+        run_path(f"figures/{name}.png"), caption=f"../report/{name}.rst", category=category
+    )
 
 
 def query_inputs(wildcards=None):
@@ -223,8 +235,11 @@ def counterfactual_outputs():
         return []
     tables = [run_path(f"tables/counterfactual.{ext}") for ext in ("csv", "tex")]
     tables.append(run_path("tables/counterfactual_per_query.csv"))
-    figures = [run_path(f"figures/counterfactual_{n}.{ext}") for n in ("box", "grid")
-               for ext in ("pdf", "png")]
+    figures = [
+        run_path(f"figures/counterfactual_{n}.{ext}")
+        for n in ("box", "grid")
+        for ext in ("pdf", "png")
+    ]
     return tables + figures
 
 
@@ -232,8 +247,13 @@ def retrac_outputs():
     """Tables and figures of the Diffusion-ReTrac analyses (empty when they do not run)."""
     if not RETRAC:
         return []
-    names = ["retrac_norms", "retrac_single_example", "retrac_correlation",
-             "retrac_manipulation", "retrac_targeted"]
+    names = [
+        "retrac_norms",
+        "retrac_single_example",
+        "retrac_correlation",
+        "retrac_manipulation",
+        "retrac_targeted",
+    ]
     if OUTLIER_TABLES:
         names += ["retrac_outliers", "retrac_source_tracing"]
     tables = [run_path(f"tables/{n}.{ext}") for n in names for ext in ("csv", "tex")]
@@ -253,7 +273,8 @@ def replay_norms(wildcards=None):
     method = build_method(config["methods"][RETRAC[0]])
     return {
         f"replay_norms_{s}": run_path(
-            layout.feature_norms(layout.checkpoint_name(s), method.train_spec.id, "train"))
+            layout.feature_norms(layout.checkpoint_name(s), method.train_spec.id, "train")
+        )
         for s in method.checkpoints
     }
 
@@ -270,12 +291,22 @@ def manipulation_inputs(wildcards=None):
 
 
 def retrac_figure_inputs(wildcards=None):
-    names = ["norms", "single_example", "correlation", "correlation_points", "manipulation",
-             "manipulation_points", "targeted"]
+    names = [
+        "norms",
+        "single_example",
+        "correlation",
+        "correlation_points",
+        "manipulation",
+        "manipulation_points",
+        "targeted",
+    ]
     if OUTLIER_TABLES:
         names += ["outliers", "source_tracing"]
     # The LDS table picks each family's best method for the targeted-attribution figure.
-    return {**{n: run_path(f"tables/retrac_{n}.csv") for n in names}, "lds": run_path(layout.LDS_TABLE)}
+    return {
+        **{n: run_path(f"tables/retrac_{n}.csv") for n in names},
+        "lds": run_path(layout.LDS_TABLE),
+    }
 
 
 def lds_records(wildcards=None):
@@ -339,8 +370,9 @@ def result_outputs():
     targets += shapley_outputs()
     targets += [run_path(f"tables/cost.{ext}") for ext in ("csv", "tex")]
     targets += [run_path(f"figures/cost.{ext}") for ext in ("pdf", "png")]
-    names = (["proponents"] if PROPONENTS else []) + (["self_influence"] if SELF_INFLUENCE_METHODS
-                                                      else [])
+    names = (["proponents"] if PROPONENTS else []) + (
+        ["self_influence"] if SELF_INFLUENCE_METHODS else []
+    )
     if OUTLIER_TABLES:
         names += ["retrac_outlier_proponents", "retrac_outlier_self_influence"]
     targets += [run_path(f"figures/{n}.{ext}") for n in names for ext in ("pdf", "png")]
@@ -355,8 +387,11 @@ def shapley_cfg(*keys, **extra):
 def shapley_chunks(family, way):
     """Chunk files of the kernel submodels of ``way`` or of the held-out retrains."""
     cfg = config["shapley"]
-    n = (cfg["submodels"][way] if family == "kernel"
-         else len(cfg["lds"]["alphas"]) * cfg["lds"]["n_subsets"])
+    n = (
+        cfg["submodels"][way]
+        if family == "kernel"
+        else len(cfg["lds"]["alphas"]) * cfg["lds"]["n_subsets"]
+    )
     per_job = cfg["submodels_per_job"]
     return [run_path(layout.shapley_chunk(family, way, c)) for c in range(-(-n // per_job))]
 
@@ -389,13 +424,19 @@ def shapley_counterfactual_results(wildcards=None):
 
 
 SHAPLEY_OUTPUTS = {
-    "lds_csv": "tables/shapley_lds.csv", "lds_tex": "tables/shapley_lds.tex",
-    "runtime_csv": "tables/shapley_runtime.csv", "runtime_tex": "tables/shapley_runtime.tex",
+    "lds_csv": "tables/shapley_lds.csv",
+    "lds_tex": "tables/shapley_lds.tex",
+    "runtime_csv": "tables/shapley_runtime.csv",
+    "runtime_tex": "tables/shapley_runtime.tex",
     "budget_csv": "tables/shapley_budget.csv",
-    "budget_pdf": "figures/shapley_budget.pdf", "budget_png": "figures/shapley_budget.png",
-    "cf_csv": "tables/shapley_counterfactual.csv", "cf_tex": "tables/shapley_counterfactual.tex",
-    "cf_pdf": "figures/shapley_counterfactual.pdf", "cf_png": "figures/shapley_counterfactual.png",
-    "grid_pdf": "figures/shapley_samples.pdf", "grid_png": "figures/shapley_samples.png",
+    "budget_pdf": "figures/shapley_budget.pdf",
+    "budget_png": "figures/shapley_budget.png",
+    "cf_csv": "tables/shapley_counterfactual.csv",
+    "cf_tex": "tables/shapley_counterfactual.tex",
+    "cf_pdf": "figures/shapley_counterfactual.pdf",
+    "cf_png": "figures/shapley_counterfactual.png",
+    "grid_pdf": "figures/shapley_samples.pdf",
+    "grid_png": "figures/shapley_samples.png",
     "values_csv": "tables/shapley_values.csv",
 }
 

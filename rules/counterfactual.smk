@@ -10,22 +10,24 @@ rule counterfactual_retrain:
     output:
         result=run_path("counterfactual/{cf_method}/query{query}.npz"),
         model=run_path("models/counterfactual/{cf_method}/query{query}.safetensors"),
-    params:
-        model=config["model"],
-        recipe=dabench_config.training_recipe(config),
-        generation=config["generation"],
-        fraction=config["counterfactual"]["fraction"],
-        seed=config["seed"],
-        resume=lambda wc: run_path(f"partial/counterfactual/{wc.cf_method}_query{wc.query}.safetensors"),
-    threads: 1
-    resources:
-        **resources_of("counterfactual_retrain"),
     log:
         log_path("counterfactual_retrain/{cf_method}_{query}"),
     benchmark:
         bench_path("counterfactual_retrain/{cf_method}_{query}")
     conda:
         CONDA_GPU_ENV
+    threads: 1
+    resources:
+        **resources_of("counterfactual_retrain"),
+    params:
+        model=config["model"],
+        recipe=dabench_config.training_recipe(config),
+        generation=config["generation"],
+        fraction=config["counterfactual"]["fraction"],
+        seed=config["seed"],
+        resume=lambda wc: run_path(
+            f"partial/counterfactual/{wc.cf_method}_query{wc.query}.safetensors"
+        ),
     script:
         "../scripts/counterfactual_retrain.py"
 
@@ -38,14 +40,15 @@ rule counterfactual_tables:
         csv=run_path("tables/counterfactual.csv"),
         tex=run_path("tables/counterfactual.tex"),
         per_query=run_path("tables/counterfactual_per_query.csv"),
+    log:
+        log_path("counterfactual_tables"),
+    localrule: True
+    conda:
+        CONDA_ENV
     params:
         results=counterfactual_results(),
         methods={m: config["methods"][m] for m in COUNTERFACTUAL or []},
         embedder=EMBEDDER,
-    log:
-        log_path("counterfactual_tables"),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/counterfactual_tables.py"
 
@@ -55,16 +58,21 @@ rule plot_counterfactual:
         per_query=run_path("tables/counterfactual_per_query.csv"),
         results=[r for rs in counterfactual_results().values() for r in rs],
     output:
-        box=[run_path("figures/counterfactual_box.pdf"),
-             figure("counterfactual_box", "3. Counterfactual evaluation")],
-        grid=[run_path("figures/counterfactual_grid.pdf"),
-              figure("counterfactual_grid", "3. Counterfactual evaluation")],
+        box=[
+            run_path("figures/counterfactual_box.pdf"),
+            figure("counterfactual_box", "3. Counterfactual evaluation"),
+        ],
+        grid=[
+            run_path("figures/counterfactual_grid.pdf"),
+            figure("counterfactual_grid", "3. Counterfactual evaluation"),
+        ],
+    log:
+        log_path("plot_counterfactual"),
+    localrule: True
+    conda:
+        CONDA_ENV
     params:
         results=counterfactual_results(),
         methods={m: config["methods"][m] for m in COUNTERFACTUAL or []},
-    log:
-        log_path("plot_counterfactual"),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/plot_counterfactual.py"

@@ -5,14 +5,14 @@ rule prepare_dataset:
         info=run_path(layout.DATASET_INFO),
         train_index=run_path("subsets/train.txt"),
         validation_index=run_path("subsets/validation.txt"),
-    params:
-        data=config["data"],
-        seed=config["seed"],
-    resources:
-        **resources_of("prepare_dataset"),
     log:
         log_path("prepare_dataset"),
     conda:
         CONDA_ENV
+    resources:
+        **resources_of("prepare_dataset"),
+    params:
+        data=config["data"],
+        seed=config["seed"],
     script:
         "../scripts/prepare_dataset.py"

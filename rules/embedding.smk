@@ -8,18 +8,18 @@ rule train_embedder:
         validation=run_path(layout.VALIDATION_DATA),
     output:
         model=run_path(layout.EMBEDDER_MODEL),
-    params:
-        embedder=EMBEDDER,
-        seed=config["seed"],
-    threads: 1
-    resources:
-        **resources_of("train_embedder"),
     log:
         log_path("train_embedder"),
     benchmark:
         bench_path("train_embedder")
     conda:
         CONDA_ENV
+    threads: 1
+    resources:
+        **resources_of("train_embedder"),
+    params:
+        embedder=EMBEDDER,
+        seed=config["seed"],
     script:
         "../scripts/train_embedder.py"
 
@@ -30,19 +30,19 @@ rule embed:
         images=[run_path(layout.split_file(s)) for s in ["train"] + QUERY_SETS],
     output:
         embeddings=[run_path(layout.embeddings("{kind}", s)) for s in ["train"] + QUERY_SETS],
-    wildcard_constraints:
-        kind=EMBEDDER["kind"],
-    params:
-        embedder=EMBEDDER,
-        splits=["train"] + QUERY_SETS,
-    threads: 1
-    resources:
-        **resources_of("embed"),
     log:
         log_path("embed/{kind}"),
     benchmark:
         bench_path("embed_{kind}")
+    wildcard_constraints:
+        kind=EMBEDDER["kind"],
     conda:
         CONDA_GPU_ENV if EMBEDDER["kind"] == "clip" else CONDA_ENV
+    threads: 1
+    resources:
+        **resources_of("embed"),
+    params:
+        embedder=EMBEDDER,
+        splits=["train"] + QUERY_SETS,
     script:
         "../scripts/embed.py"

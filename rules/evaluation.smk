@@ -1,6 +1,4 @@
 rule evaluate_lds:
-    wildcard_constraints:
-        method_id=one_of(FULL_METHODS),
     input:
         scores=[run_path(f"scores/{{method_id}}/{qs}.npy") for qs in QUERY_SETS],
         sidecars=[run_path(f"scores/{{method_id}}/{qs}.json") for qs in QUERY_SETS],
@@ -8,22 +6,23 @@ rule evaluate_lds:
         subsets=run_path(layout.lds_subsets("test")),
     output:
         records=[run_path(f"evaluation/lds/test/{{method_id}}/{qs}.json") for qs in QUERY_SETS],
+    log:
+        log_path("evaluate_lds/{method_id}"),
+    wildcard_constraints:
+        method_id=one_of(FULL_METHODS),
+    localrule: True
+    conda:
+        CONDA_ENV
     params:
         method=lambda wc: ALL_METHODS[wc.method_id],
         query_sets=QUERY_SETS,
         lds=config["lds"],
         seed=config["seed"],
-    log:
-        log_path("evaluate_lds/{method_id}"),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/evaluate_lds.py"
 
 
 use rule evaluate_lds as evaluate_lds_generation with:
-    wildcard_constraints:
-        method_id=one_of(GENERATION_ONLY),
     input:
         scores=[run_path("scores/{method_id}/generation.npy")],
         sidecars=[run_path("scores/{method_id}/generation.json")],
@@ -31,6 +30,9 @@ use rule evaluate_lds as evaluate_lds_generation with:
         subsets=run_path(layout.lds_subsets("test")),
     output:
         records=[run_path("evaluation/lds/test/{method_id}/generation.json")],
+    wildcard_constraints:
+        method_id=one_of(GENERATION_ONLY),
+    localrule: True
     params:
         method=lambda wc: ALL_METHODS[wc.method_id],
         query_sets=["generation"],

@@ -11,22 +11,24 @@ rule featurize:
     output:
         features=[run_path(f"features/{{model}}/{{feature_id}}/{s}.npy") for s in FEATURIZE_SPLITS],
         sidecars=[run_path(f"features/{{model}}/{{feature_id}}/{s}.json") for s in FEATURIZE_SPLITS],
-        norms=[run_path(f"features/{{model}}/{{feature_id}}/{s}.norms.npy") for s in FEATURIZE_SPLITS],
-    wildcard_constraints:
-        feature_id=r"[a-z0-9-]+_K\d+[uc]_e\d+_[a-z_]+?\d*(_unit)?",
-    params:
-        model=config["model"],
-        splits=FEATURIZE_SPLITS,
-        seed=config["seed"],
-    threads: 1
-    resources:
-        **resources_of("featurize"),
+        norms=[
+            run_path(f"features/{{model}}/{{feature_id}}/{s}.norms.npy") for s in FEATURIZE_SPLITS
+        ],
     log:
         log_path("featurize/{model}_{feature_id}"),
     benchmark:
         bench_path("featurize/{model}_{feature_id}")
+    wildcard_constraints:
+        feature_id=r"[a-z0-9-]+_K\d+[uc]_e\d+_[a-z_]+?\d*(_unit)?",
     conda:
         CONDA_GPU_ENV
+    threads: 1
+    resources:
+        **resources_of("featurize"),
+    params:
+        model=config["model"],
+        splits=FEATURIZE_SPLITS,
+        seed=config["seed"],
     script:
         "../scripts/featurize.py"
 
@@ -45,12 +47,12 @@ use rule featurize as featurize_replay with:
     wildcard_constraints:
         model=r"step\d{6}",
         feature_id=r"[a-z0-9-]+_replay_e1_[a-z_]+?\d*",
+    resources:
+        **resources_of("featurize_replay"),
     params:
         model=config["model"],
         splits=["train"],
         seed=config["seed"],
-    resources:
-        **resources_of("featurize_replay"),
 
 
 # Journey-TRAK's query side: the generated samples' trajectories under the full model.
@@ -66,12 +68,12 @@ use rule featurize as featurize_journey with:
     wildcard_constraints:
         model="full",
         feature_id=r"loss_journey_e1_[a-z_]+?\d*",
+    resources:
+        **resources_of("featurize_journey"),
     params:
         model=config["model"],
         splits=["generation"],
         seed=config["seed"],
-    resources:
-        **resources_of("featurize_journey"),
 
 
 if TRAIN_SHARDS > 1:
@@ -85,43 +87,45 @@ if TRAIN_SHARDS > 1:
             features=run_path("features/{model}/{feature_id}/shards/train.{shard}.npy"),
             sidecar=run_path("features/{model}/{feature_id}/shards/train.{shard}.json"),
             norms=run_path("features/{model}/{feature_id}/shards/train.{shard}.norms.npy"),
+        log:
+            log_path("featurize/{model}_{feature_id}_shard{shard}"),
+        benchmark:
+            bench_path("featurize/{model}_{feature_id}_shard{shard}")
         wildcard_constraints:
             feature_id=r"[a-z0-9-]+_K\d+[uc]_e\d+_[a-z_]+?\d*(_unit)?",
             shard=r"\d+",
+        conda:
+            CONDA_GPU_ENV
+        threads: 1
+        resources:
+            **resources_of("featurize_train_shard"),
         params:
             model=config["model"],
             n_shards=TRAIN_SHARDS,
             seed=config["seed"],
             run=RUN,
-        threads: 1
-        resources:
-            **resources_of("featurize_train_shard"),
-        log:
-            log_path("featurize/{model}_{feature_id}_shard{shard}"),
-        benchmark:
-            bench_path("featurize/{model}_{feature_id}_shard{shard}")
-        conda:
-            CONDA_GPU_ENV
         script:
             "../scripts/featurize_shard.py"
 
     rule merge_feature_shards:
         input:
-            shards=[run_path(f"features/{{model}}/{{feature_id}}/shards/train.{i}.npy")
-                    for i in range(TRAIN_SHARDS)],
+            shards=[
+                run_path(f"features/{{model}}/{{feature_id}}/shards/train.{i}.npy")
+                for i in range(TRAIN_SHARDS)
+            ],
         output:
             features=run_path("features/{model}/{feature_id}/train.npy"),
             sidecar=run_path("features/{model}/{feature_id}/train.json"),
             norms=run_path("features/{model}/{feature_id}/train.norms.npy"),
-        wildcard_constraints:
-            feature_id=r"[a-z0-9-]+_K\d+[uc]_e\d+_[a-z_]+?\d*(_unit)?",
-        resources:
-            **resources_of("merge_feature_shards"),
         log:
             log_path("featurize/{model}_{feature_id}_merge"),
         benchmark:
             bench_path("featurize/{model}_{feature_id}_merge")
+        wildcard_constraints:
+            feature_id=r"[a-z0-9-]+_K\d+[uc]_e\d+_[a-z_]+?\d*(_unit)?",
         conda:
             CONDA_ENV
+        resources:
+            **resources_of("merge_feature_shards"),
         script:
             "../scripts/merge_feature_shards.py"

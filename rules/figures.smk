@@ -9,6 +9,7 @@ rule make_lds_table:
         tex=run_path("tables/lds.tex"),
     log:
         log_path("make_lds_table"),
+    localrule: True
     conda:
         CONDA_ENV
     script:
@@ -23,6 +24,7 @@ rule plot_lds:
         png=figure("lds", "1. LDS benchmark"),
     log:
         log_path("plot_lds"),
+    localrule: True
     conda:
         CONDA_ENV
     script:
@@ -37,12 +39,13 @@ rule make_ablation_tables:
         csv=run_path("tables/ablations.csv"),
         tex=run_path("tables/ablations.tex"),
         lambda_csv=run_path("tables/lambda.csv"),
-    params:
-        ablations=config["ablations"],
     log:
         log_path("make_ablation_tables"),
+    localrule: True
     conda:
         CONDA_ENV
+    params:
+        ablations=config["ablations"],
     script:
         "../scripts/make_ablation_tables.py"
 
@@ -56,6 +59,7 @@ rule plot_ablations:
         png=figure("ablations", "1. LDS benchmark"),
     log:
         log_path("plot_ablations"),
+    localrule: True
     conda:
         CONDA_ENV
     script:
@@ -73,6 +77,7 @@ rule make_retraining_table:
         png=figure("retraining", "1. LDS benchmark"),
     log:
         log_path("make_retraining_table"),
+    localrule: True
     conda:
         CONDA_ENV
     script:

@@ -7,16 +7,17 @@ rule draw_lds_subsets:
         test=run_path(layout.lds_subsets("test")),
         tune_index=directory(run_path("subsets/tune")),
         test_index=directory(run_path("subsets/test")),
+    log:
+        log_path("draw_lds_subsets"),
+    localrule: True
+    conda:
+        CONDA_ENV
     params:
         n_train=dabench_config.train_set_size(config),
         alpha=config["lds"]["alpha"],
         tune=config["lds"]["tune"],
         test=config["lds"]["test"],
         seed=config["seed"],
-    log:
-        log_path("draw_lds_subsets"),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/draw_lds_subsets.py"
 
@@ -29,22 +30,22 @@ rule draw_datamodel_subsets:
     output:
         subsets=run_path(layout.lds_subsets(layout.DATAMODEL)),
         index=directory(run_path(f"subsets/{layout.DATAMODEL}")),
+    log:
+        log_path("draw_datamodel_subsets"),
+    localrule: True
+    conda:
+        CONDA_ENV
     params:
         n_train=dabench_config.train_set_size(config),
         alpha=config["lds"]["alpha"],
         n=DATAMODEL["n_subsets"],
         seed=config["seed"],
-    log:
-        log_path("draw_datamodel_subsets"),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/draw_datamodel_subsets.py"
 
 
 # The longest jobs and on the LDS critical path: started before shorter jobs that are ready too.
 rule train_lds_models:
-    priority: 10
     input:
         unpack(query_inputs),
         train=run_path(layout.TRAIN_DATA),
@@ -52,6 +53,16 @@ rule train_lds_models:
     output:
         chunk=run_path("lds/{family}/retrains/chunk{chunk}.npz"),
         models=directory(run_path("models/lds/{family}/chunk{chunk}")),
+    log:
+        log_path("train_lds_models/{family}_{chunk}"),
+    benchmark:
+        bench_path("train_lds_models/{family}_{chunk}")
+    priority: 10
+    conda:
+        CONDA_GPU_ENV
+    threads: 1
+    resources:
+        **resources_of("train_lds_models"),
     params:
         model=config["model"],
         recipe=dabench_config.training_recipe(config, "lds"),
@@ -62,15 +73,6 @@ rule train_lds_models:
         query_sets=QUERY_SETS,
         seed=config["seed"],
         partial=lambda wc: run_path(f"partial/lds/{wc.family}/chunk{wc.chunk}"),
-    threads: 1
-    resources:
-        **resources_of("train_lds_models"),
-    log:
-        log_path("train_lds_models/{family}_{chunk}"),
-    benchmark:
-        bench_path("train_lds_models/{family}_{chunk}")
-    conda:
-        CONDA_GPU_ENV
     script:
         "../scripts/train_lds_models.py"
 
@@ -83,14 +85,15 @@ rule collect_lds_outputs:
         per_seed=expand(
             run_path("lds/{{family}}/{query_set}_outputs_per_seed.npy"), query_set=QUERY_SETS
         ),
+    log:
+        log_path("collect_lds_outputs/{family}"),
+    localrule: True
+    conda:
+        CONDA_ENV
     params:
         n_subsets=lambda wc: config["lds"][wc.family]["n_subsets"],
         n_seeds=lambda wc: config["lds"][wc.family]["n_seeds"],
         query_sets=QUERY_SETS,
-    log:
-        log_path("collect_lds_outputs/{family}"),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/collect_lds_outputs.py"
 
@@ -100,12 +103,13 @@ rule compute_lds_ceiling:
         per_seed=run_path("lds/test/{query_set}_outputs_per_seed.npy"),
     output:
         record=run_path("evaluation/lds/test/ceiling/{query_set}.json"),
+    log:
+        log_path("compute_lds_ceiling/{query_set}"),
+    localrule: True
+    conda:
+        CONDA_ENV
     params:
         lds=config["lds"],
         seed=config["seed"],
-    log:
-        log_path("compute_lds_ceiling/{query_set}"),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/compute_lds_ceiling.py"

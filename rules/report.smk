@@ -9,15 +9,16 @@ rule plot_proponents:
     output:
         pdf=run_path("figures/proponents.pdf"),
         png=figure("proponents", "2. Proponents and self-influence"),
+    log:
+        log_path("plot_proponents"),
+    localrule: True
+    conda:
+        CONDA_ENV
     params:
         methods=PROPONENTS,
         n_queries=config["figures"]["proponents"]["n_queries"],
         k=config["figures"]["proponents"]["k"],
         by_source=False,
-    log:
-        log_path("plot_proponents"),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/plot_proponents.py"
 
@@ -30,13 +31,14 @@ use rule plot_proponents as plot_outlier_proponents with:
     output:
         pdf=run_path("figures/retrac_outlier_proponents.pdf"),
         png=figure("retrac_outlier_proponents", "4. Diffusion-ReTrac"),
+    log:
+        log_path("plot_outlier_proponents"),
+    localrule: True
     params:
         methods=list(RETRAC or []),
         n_queries=config["figures"]["proponents"]["n_queries"],
         k=config["figures"]["proponents"]["k"],
         by_source=True,
-    log:
-        log_path("plot_outlier_proponents"),
 
 
 rule plot_self_influence:
@@ -46,14 +48,15 @@ rule plot_self_influence:
     output:
         pdf=run_path("figures/self_influence.pdf"),
         png=figure("self_influence", "2. Proponents and self-influence"),
+    log:
+        log_path("plot_self_influence"),
+    localrule: True
+    conda:
+        CONDA_ENV
     params:
         methods=SELF_INFLUENCE_METHODS,
         k=config["figures"]["self_influence"]["k"],
         mark_outliers=False,
-    log:
-        log_path("plot_self_influence"),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/plot_self_influence.py"
 
@@ -65,12 +68,13 @@ use rule plot_self_influence as plot_outlier_self_influence with:
     output:
         pdf=run_path("figures/retrac_outlier_self_influence.pdf"),
         png=figure("retrac_outlier_self_influence", "4. Diffusion-ReTrac"),
+    log:
+        log_path("plot_outlier_self_influence"),
+    localrule: True
     params:
         methods=SELF_INFLUENCE_METHODS,
         k=config["figures"]["self_influence"]["k"],
         mark_outliers=True,
-    log:
-        log_path("plot_outlier_self_influence"),
 
 
 # Compute per method (featurization, projection, scoring, retrains) against its LDS.
@@ -85,6 +89,7 @@ rule cost_accounting:
         png=figure("cost", "1. LDS benchmark"),
     log:
         log_path("cost_accounting"),
+    localrule: True
     conda:
         CONDA_ENV
     script:
@@ -104,6 +109,7 @@ rule report_tables:
         ),
     log:
         log_path("report_tables"),
+    localrule: True
     conda:
         CONDA_ENV
     script:

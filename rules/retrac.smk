@@ -22,22 +22,26 @@ rule retrac_norm_analyses:
         manipulation=run_path("tables/retrac_manipulation.csv"),
         manipulation_tex=run_path("tables/retrac_manipulation.tex"),
         manipulation_points=run_path("tables/retrac_manipulation_points.csv"),
-    params:
-        checkpoints=retrac_checkpoints(RUN),
-        methods=lambda wc: {m: config["methods"][m] for m in RETRAC},
-        model=config["model"],
-        # Only the keys this job uses: the outlier and targeted settings do not rerun it.
-        retrac={k: v for k, v in config["retrac"].items() if k not in ("outliers", "targeted_k", "targeted_queries")},
-        seed=config["seed"],
-    threads: 2
-    resources:
-        **resources_of("retrac_norm_analyses"),
     log:
         log_path("retrac_norm_analyses"),
     benchmark:
         bench_path("retrac_norm_analyses")
     conda:
         CONDA_GPU_ENV
+    threads: 2
+    resources:
+        **resources_of("retrac_norm_analyses"),
+    params:
+        checkpoints=retrac_checkpoints(RUN),
+        methods=lambda wc: {m: config["methods"][m] for m in RETRAC},
+        model=config["model"],
+        # Only the keys this job uses: the outlier and targeted settings do not rerun it.
+        retrac={
+            k: v
+            for k, v in config["retrac"].items()
+            if k not in ("outliers", "targeted_k", "targeted_queries")
+        },
+        seed=config["seed"],
     script:
         "../scripts/retrac_norm_analyses.py"
 
@@ -48,16 +52,17 @@ rule retrac_targeted:
     output:
         csv=run_path("tables/retrac_targeted.csv"),
         tex=run_path("tables/retrac_targeted.tex"),
+    log:
+        log_path("retrac_targeted"),
+    localrule: True
+    conda:
+        CONDA_ENV
     params:
         score_keys=SCORED,
         methods={m: config["methods"][m] for m in METHOD_IDS},
         ks=config["retrac"]["targeted_k"],
         n_queries=config["retrac"]["targeted_queries"],
         seed=config["seed"],
-    log:
-        log_path("retrac_targeted"),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/retrac_targeted.py"
 
@@ -66,12 +71,18 @@ rule plot_retrac:
     input:
         unpack(retrac_figure_inputs),
     output:
-        [path for n in ["norms", "single_example", "correlation", "manipulation", "targeted"]
-         + (["outliers", "source_tracing"] if OUTLIER_TABLES else [])
-         for path in (run_path(f"figures/retrac_{n}.pdf"),
-                      figure(f"retrac_{n}", "4. Diffusion-ReTrac"))],
+        [
+            path
+            for n in ["norms", "single_example", "correlation", "manipulation", "targeted"]
+            + (["outliers", "source_tracing"] if OUTLIER_TABLES else [])
+            for path in (
+                run_path(f"figures/retrac_{n}.pdf"),
+                figure(f"retrac_{n}", "4. Diffusion-ReTrac"),
+            )
+        ],
     log:
         log_path("plot_retrac"),
+    localrule: True
     conda:
         CONDA_ENV
     script:
@@ -88,13 +99,13 @@ use rule prepare_dataset as prepare_outlier_dataset with:
         info=out_path(layout.DATASET_INFO),
         train_index=out_path("subsets/train.txt"),
         validation_index=out_path("subsets/validation.txt"),
-    params:
-        data=OUTLIER_DATA,
-        seed=config["seed"],
     log:
         log_path("outliers/prepare_dataset"),
     resources:
         **resources_of("prepare_outlier_dataset"),
+    params:
+        data=OUTLIER_DATA,
+        seed=config["seed"],
 
 
 use rule train_full_model as train_outlier_model with:
@@ -105,17 +116,17 @@ use rule train_full_model as train_outlier_model with:
         sidecar=out_path("models/full/model.json"),
         training_log=out_path(layout.TRAINING_LOG),
         checkpoints=[out_path(layout.checkpoint(s)) for s in config["train"]["checkpoint_steps"]],
-    params:
-        model=config["model"],
-        recipe=dabench_config.training_recipe(config, "train"),
-        seed=config["seed"],
-        resume=out_path("partial/full_model/resume.safetensors"),
     log:
         log_path("outliers/train_full_model"),
     benchmark:
         out_path("benchmarks/train_full_model.tsv")
     resources:
         **resources_of("train_outlier_model"),
+    params:
+        model=config["model"],
+        recipe=dabench_config.training_recipe(config, "train"),
+        seed=config["seed"],
+        resume=out_path("partial/full_model/resume.safetensors"),
 
 
 use rule featurize as featurize_outliers with:
@@ -123,19 +134,27 @@ use rule featurize as featurize_outliers with:
         model=model_input(OUT),
         images=[out_path(layout.split_file(s)) for s in ("train", "validation")],
     output:
-        features=[out_path(f"features/{{model}}/{{feature_id}}/{s}.npy") for s in ("train", "validation")],
-        sidecars=[out_path(f"features/{{model}}/{{feature_id}}/{s}.json") for s in ("train", "validation")],
-        norms=[out_path(f"features/{{model}}/{{feature_id}}/{s}.norms.npy") for s in ("train", "validation")],
-    params:
-        model=config["model"],
-        splits=["train", "validation"],
-        seed=config["seed"],
+        features=[
+            out_path(f"features/{{model}}/{{feature_id}}/{s}.npy") for s in ("train", "validation")
+        ],
+        sidecars=[
+            out_path(f"features/{{model}}/{{feature_id}}/{s}.json")
+            for s in ("train", "validation")
+        ],
+        norms=[
+            out_path(f"features/{{model}}/{{feature_id}}/{s}.norms.npy")
+            for s in ("train", "validation")
+        ],
     log:
         log_path("outliers/featurize/{model}_{feature_id}"),
     benchmark:
         out_path("benchmarks/featurize/{model}_{feature_id}.tsv")
     resources:
         **resources_of("featurize_outliers"),
+    params:
+        model=config["model"],
+        splits=["train", "validation"],
+        seed=config["seed"],
 
 
 use rule featurize_replay as featurize_replay_outliers with:
@@ -147,16 +166,16 @@ use rule featurize_replay as featurize_replay_outliers with:
         features=[out_path("features/{model}/{feature_id}/train.npy")],
         sidecars=[out_path("features/{model}/{feature_id}/train.json")],
         norms=[out_path("features/{model}/{feature_id}/train.norms.npy")],
-    params:
-        model=config["model"],
-        splits=["train"],
-        seed=config["seed"],
     log:
         log_path("outliers/featurize/{model}_{feature_id}"),
     benchmark:
         out_path("benchmarks/featurize/{model}_{feature_id}.tsv")
     resources:
         **resources_of("featurize_replay_outliers"),
+    params:
+        model=config["model"],
+        splits=["train"],
+        seed=config["seed"],
 
 
 use rule compute_scores as compute_outlier_scores with:
@@ -165,17 +184,17 @@ use rule compute_scores as compute_outlier_scores with:
     output:
         scores=[out_path("scores/{method_id}/validation.npy")],
         sidecars=[out_path("scores/{method_id}/validation.json")],
-    wildcard_constraints:
-        method_id="|".join(map(re.escape, CHECKPOINT_METHODS)) or "NO_METHOD",
-    params:
-        method=lambda wc: config["methods"][wc.method_id],
-        query_sets=["validation"],
     log:
         log_path("outliers/compute_scores/{method_id}"),
     benchmark:
         out_path("benchmarks/compute_scores/{method_id}.tsv")
+    wildcard_constraints:
+        method_id="|".join(map(re.escape, CHECKPOINT_METHODS)) or "NO_METHOD",
     resources:
         **resources_of("compute_outlier_scores"),
+    params:
+        method=lambda wc: config["methods"][wc.method_id],
+        query_sets=["validation"],
 
 
 use rule compute_self_influence as compute_outlier_self_influence with:
@@ -192,7 +211,9 @@ use rule compute_self_influence as compute_outlier_self_influence with:
 
 rule retrac_outlier_tables:
     input:
-        self_influence=[f"{OUTLIER_ROOT}/{layout.self_influence(m)}" for m in SELF_INFLUENCE_METHODS],
+        self_influence=[
+            f"{OUTLIER_ROOT}/{layout.self_influence(m)}" for m in SELF_INFLUENCE_METHODS
+        ],
         scores=[f"{OUTLIER_ROOT}/{layout.scores(m, 'validation')}" for m in CHECKPOINT_METHODS],
         train=f"{OUTLIER_ROOT}/{layout.TRAIN_DATA}",
         validation=f"{OUTLIER_ROOT}/{layout.VALIDATION_DATA}",
@@ -202,14 +223,15 @@ rule retrac_outlier_tables:
         outliers_tex=run_path("tables/retrac_outliers.tex"),
         source_tracing=run_path("tables/retrac_source_tracing.csv"),
         source_tracing_tex=run_path("tables/retrac_source_tracing.tex"),
+    log:
+        log_path("retrac_outlier_tables"),
+    localrule: True
+    conda:
+        CONDA_ENV
     params:
         self_methods=SELF_INFLUENCE_METHODS,
         score_methods=CHECKPOINT_METHODS,
         methods={m: config["methods"][m] for m in CHECKPOINT_METHODS},
         outliers=config["retrac"]["outliers"],
-    log:
-        log_path("retrac_outlier_tables"),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/retrac_outlier_tables.py"

@@ -9,13 +9,14 @@ rule shapley_design:
     output:
         design=run_path(layout.SHAPLEY_DESIGN),
         groups=run_path(layout.SHAPLEY_GROUPS),
+    log:
+        log_path("shapley_design"),
+    localrule: True
+    conda:
+        CONDA_ENV
     params:
         cfg=shapley_cfg("lds", "submodels"),
         seed=config["seed"],
-    log:
-        log_path("shapley_design"),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/shapley_design.py"
 
@@ -27,20 +28,20 @@ rule shapley_reference:
     output:
         reference=run_path(layout.SHAPLEY_REFERENCE),
         json=run_path("shapley/reference.json"),
-    params:
-        model=config["model"],
-        generation=config["generation"],
-        cfg=shapley_cfg("n_samples", "n_clusters", "percentile"),
-        seed=config["seed"],
-    threads: 1
-    resources:
-        **resources_of("shapley_reference"),
     log:
         log_path("shapley_reference"),
     benchmark:
         bench_path("shapley_reference")
     conda:
         CONDA_GPU_ENV
+    threads: 1
+    resources:
+        **resources_of("shapley_reference"),
+    params:
+        model=config["model"],
+        generation=config["generation"],
+        cfg=shapley_cfg("n_samples", "n_clusters", "percentile"),
+        seed=config["seed"],
     script:
         "../scripts/shapley_reference.py"
 
@@ -52,20 +53,20 @@ rule shapley_prune:
     output:
         pruned=run_path(layout.SHAPLEY_PRUNED),
         json=run_path(layout.SHAPLEY_PRUNED.replace(".safetensors", ".json")),
-    params:
-        model=config["model"],
-        recipe=shapley_recipes["recovery"],
-        ratio=config["shapley"]["prune"]["ratio"],
-        seed=config["seed"],
-    threads: 1
-    resources:
-        **resources_of("shapley_prune"),
     log:
         log_path("shapley_prune"),
     benchmark:
         bench_path("shapley_prune")
     conda:
         CONDA_GPU_ENV
+    threads: 1
+    resources:
+        **resources_of("shapley_prune"),
+    params:
+        model=config["model"],
+        recipe=shapley_recipes["recovery"],
+        ratio=config["shapley"]["prune"]["ratio"],
+        seed=config["seed"],
     script:
         "../scripts/shapley_prune.py"
 
@@ -80,24 +81,25 @@ rule shapley_submodels:
         full=run_path(layout.FULL_MODEL),
     output:
         chunk=run_path("shapley/models/{sfamily}/{way}/chunk{chunk}.npz"),
-    params:
-        model=config["model"],
-        generation=config["generation"],
-        cfg=lambda wc: shapley_cfg("n_samples", "percentile",
-                                   submodels={wc.way: config["shapley"]["submodels"][wc.way]}),
-        seed=config["seed"],
-        recipe=lambda wc: shapley_recipes[wc.way],
-        per_job=config["shapley"]["submodels_per_job"],
-        partial=lambda wc: run_path(f"partial/shapley/{wc.sfamily}/{wc.way}/chunk{wc.chunk}"),
-    threads: 1
-    resources:
-        **resources_of("shapley_submodels"),
     log:
         log_path("shapley_submodels/{sfamily}_{way}_{chunk}"),
     benchmark:
         bench_path("shapley_submodels/{sfamily}_{way}_{chunk}")
     conda:
         CONDA_GPU_ENV
+    threads: 1
+    resources:
+        **resources_of("shapley_submodels"),
+    params:
+        model=config["model"],
+        generation=config["generation"],
+        cfg=lambda wc: shapley_cfg(
+            "n_samples", "percentile", submodels={wc.way: config["shapley"]["submodels"][wc.way]}
+        ),
+        seed=config["seed"],
+        recipe=lambda wc: shapley_recipes[wc.way],
+        per_job=config["shapley"]["submodels_per_job"],
+        partial=lambda wc: run_path(f"partial/shapley/{wc.sfamily}/{wc.way}/chunk{wc.chunk}"),
     script:
         "../scripts/shapley_submodels.py"
 
@@ -111,6 +113,7 @@ rule shapley_values:
         json=run_path("shapley/values/{way}.json"),
     log:
         log_path("shapley_values/{way}"),
+    localrule: True
     conda:
         CONDA_ENV
     script:
@@ -123,12 +126,13 @@ rule shapley_baseline:
         scores=run_path("scores/{method_id}/generation.npy"),
     output:
         json=run_path("shapley/baselines/{method_id}.json"),
-    params:
-        entry=lambda wc: config["methods"][wc.method_id],
     log:
         log_path("shapley_baseline/{method_id}"),
+    localrule: True
     conda:
         CONDA_ENV
+    params:
+        entry=lambda wc: config["methods"][wc.method_id],
     script:
         "../scripts/shapley_baseline.py"
 
@@ -142,6 +146,15 @@ rule shapley_counterfactual:
         classifier=run_path(layout.EMBEDDER_MODEL),
     output:
         result=run_path("shapley/counterfactual/{cf_key}.npz"),
+    log:
+        log_path("shapley_counterfactual/{cf_key}"),
+    benchmark:
+        bench_path("shapley_counterfactual/{cf_key}")
+    conda:
+        CONDA_GPU_ENV
+    threads: 1
+    resources:
+        **resources_of("shapley_counterfactual"),
     params:
         model=config["model"],
         generation=config["generation"],
@@ -149,15 +162,6 @@ rule shapley_counterfactual:
         seed=config["seed"],
         recipe=shapley_recipes["retrain"],
         partial=lambda wc: run_path(f"partial/shapley/counterfactual/{wc.cf_key}"),
-    threads: 1
-    resources:
-        **resources_of("shapley_counterfactual"),
-    log:
-        log_path("shapley_counterfactual/{cf_key}"),
-    benchmark:
-        bench_path("shapley_counterfactual/{cf_key}")
-    conda:
-        CONDA_GPU_ENV
     script:
         "../scripts/shapley_counterfactual.py"
 
@@ -172,16 +176,23 @@ rule shapley_tables:
         chunks=[c for cs in shapley_way_chunks().values() for c in cs] if SHAPLEY else [],
         counterfactual=list(shapley_counterfactual_results().values()) if SHAPLEY else [],
     output:
-        **{k: figure(v[len("figures/"):-len(".png")], "5. Group Shapley")
-           if v.endswith(".png") else run_path(v) for k, v in SHAPLEY_OUTPUTS.items()},
+        **{
+            k: (
+                figure(v[len("figures/") : -len(".png")], "5. Group Shapley")
+                if v.endswith(".png")
+                else run_path(v)
+            )
+            for k, v in SHAPLEY_OUTPUTS.items()
+        },
+    log:
+        log_path("shapley_tables"),
+    localrule: True
+    conda:
+        CONDA_ENV
     params:
         way_chunks=shapley_way_chunks() if SHAPLEY else {},
         counterfactual=shapley_counterfactual_results() if SHAPLEY else {},
         cfg=config["shapley"],
         seed=config["seed"],
-    log:
-        log_path("shapley_tables"),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/shapley_tables.py"

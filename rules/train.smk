@@ -6,20 +6,20 @@ rule train_full_model:
         sidecar=run_path("models/full/model.json"),
         training_log=run_path(layout.TRAINING_LOG),
         checkpoints=[run_path(layout.checkpoint(s)) for s in config["train"]["checkpoint_steps"]],
-    params:
-        model=config["model"],
-        recipe=dabench_config.training_recipe(config, "train"),
-        seed=config["seed"],
-        resume=run_path("partial/full_model/resume.safetensors"),
-    threads: 2
-    resources:
-        **resources_of("train_full_model"),
     log:
         log_path("train_full_model"),
     benchmark:
         bench_path("train_full_model")
     conda:
         CONDA_GPU_ENV
+    threads: 2
+    resources:
+        **resources_of("train_full_model"),
+    params:
+        model=config["model"],
+        recipe=dabench_config.training_recipe(config, "train"),
+        seed=config["seed"],
+        resume=run_path("partial/full_model/resume.safetensors"),
     script:
         "../scripts/train_full_model.py"
 
@@ -30,18 +30,18 @@ rule generate_samples:
     output:
         samples=run_path(layout.GENERATION),
         trajectory=run_path(layout.TRAJECTORY),
-    params:
-        model=config["model"],
-        generation=config["generation"],
-        seed=config["seed"],
-    threads: 2
-    resources:
-        **resources_of("generate_samples"),
     log:
         log_path("generate_samples"),
     benchmark:
         bench_path("generate_samples")
     conda:
         CONDA_GPU_ENV
+    threads: 2
+    resources:
+        **resources_of("generate_samples"),
+    params:
+        model=config["model"],
+        generation=config["generation"],
+        seed=config["seed"],
     script:
         "../scripts/generate_samples.py"
