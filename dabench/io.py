@@ -165,12 +165,7 @@ def load_tensors(path, verify: bool = True) -> tuple[dict, dict]:
 def load_checked_npy(path, mmap: bool = False) -> np.ndarray:
     """Load an .npy whose JSON sidecar records its ``sha256`` (features); refuse it, naming the
     file, when it does not match (truncated, altered, or rewritten without its sidecar)."""
-    path = Path(path)
-    side = sidecar_path(path)
-    if side.exists():
-        expected = load_json(side).get("sha256")
-        if expected is not None:
-            verify_digest(path, expected)
+    path = Path(checked_path(path))
     try:
         return load_npy(path, mmap=mmap)
     except ValueError as exc:

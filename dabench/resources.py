@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from dabench.architecture import timestep_grid
+
 MB = 2**20
 
 # Device rates (FLOP/s) and overheads (s). CPU: per thread, conservative against the
@@ -260,8 +262,6 @@ def _retrains(config, s: Sizes, recipe: dict, n_models: int, outputs: bool) -> N
         _train(need, s, recipe["steps"], recipe["batch_size"])
     if outputs:
         out = config["lds"]["output"]
-        from dabench.architecture import timestep_grid
-
         grid = len(timestep_grid(config["model"]["num_train_timesteps"], out["timesteps"]))
         _forward(need, config, s, n_models * sum(s.split(q) for q in config["lds"]["query_sets"])
                  * grid * out["noises"])
@@ -353,7 +353,7 @@ def estimate(rule: str, config: dict, wildcards: dict | None = None) -> Need:
         method = _method(config, C.retrac_methods(config)[0])
         steps = len(method.checkpoints)
         T = config["model"]["num_train_timesteps"]
-        grid = len(_grid(T, r["timestep_grid"]))
+        grid = len(timestep_grid(T, r["timestep_grid"]))
         n_union = min(s.n_train, r["manipulation"]["n_queries"] * min(r["manipulation"]["n_examples"],
                                                                        s.n_train // 2))
         need = Need(gpu=True)
@@ -399,12 +399,6 @@ def estimate(rule: str, config: dict, wildcards: dict | None = None) -> Need:
         return _shapley(base, config, s, wc)
     # Local rules (tables, figures, LDS): the main process, seconds.
     return Need(gpu=False, torch=False, work_bytes=200 * MB)
-
-
-def _grid(T: int, n: int):
-    from dabench.architecture import timestep_grid
-
-    return timestep_grid(T, n)
 
 
 def _shapley(base: str, config: dict, s: Sizes, wc: dict) -> Need:
