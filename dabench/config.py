@@ -167,12 +167,11 @@ def retrac_methods(config: dict) -> tuple[str, str] | None:
 
 
 def checkpoint_method_ids(config: dict) -> list[str]:
-    """Ids of the methods that sum over training checkpoints (those with a ``checkpoints``
-    parameter)."""
+    """Ids of the methods that sum over training checkpoints (``uses_checkpoints``)."""
     from dabench.methods import method_class
 
     return sorted(m for m, e in config["methods"].items()
-                  if "checkpoints" in method_class(e["method"]).defaults)
+                  if method_class(e["method"]).uses_checkpoints)
 
 
 def outlier_data_config(config: dict) -> dict | None:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dabench.layout import artefact_kind, member_index
+
 PHASES = ("gradients_s", "projection_s", "scoring_s", "retrain_s", "embedder_s")
 
 
@@ -35,10 +37,6 @@ def benchmark_seconds(path) -> float:
     lines = Path(path).read_text().splitlines()
     header, first = lines[0].split("\t"), lines[1].split("\t")
     return float(first[header.index("s")])
-
-
-def _feature_model(rel: str) -> str:
-    return rel.split("/")[1]
 
 
 def method_cost(run_dir, method_id: str, query_sets, retrain_times: dict | None = None) -> dict:
@@ -66,25 +64,26 @@ def method_cost(run_dir, method_id: str, query_sets, retrain_times: dict | None 
         meta = json.loads(sidecar.read_text())
         cost["scoring_s"] += float(meta.get("seconds", 0.0))
         n_models = meta.get("params", {}).get("n_models")
-        for key, rel in meta.get("inputs", {}).items():
-            if rel.startswith("features/") and rel.endswith(".npy") and "norms" not in key:
+        for rel in meta.get("inputs", {}).values():
+            kind = artefact_kind(rel)
+            if kind is None:
+                continue
+            what, name = kind
+            if what == "features":
                 features.add(rel)
-            elif rel.startswith("lds/tune/"):
+            elif what == "retrains" and name == "tune":
                 tuned = True
-            elif rel.startswith("lds/") and key.startswith("train_outputs"):
-                family = rel.split("/")[1]
-                retrains.update((family, j) for j in range(int(n_models)))
-            elif rel.startswith("embeddings/"):
-                embedders.add(rel.split("/")[1])
+            elif what == "retrains":
+                retrains.update((name, j) for j in range(int(n_models)))
+            else:
+                embedders.add(name)
     if not found:
         raise FileNotFoundError(f"no score sidecar of {method_id!r} under {run / 'scores'}")
-    from dabench.layout import member_index
-
     for rel in sorted(features):
         meta = json.loads((run / rel).with_suffix(".json").read_text())
         cost["gradients_s"] += float(meta["seconds"]["gradients"])
         cost["projection_s"] += float(meta["seconds"]["projection"])
-        j = member_index(_feature_model(rel))
+        j = member_index(artefact_kind(rel)[1])
         if j is not None:
             retrains.add(("datamodel", j))
     for family, j in sorted(retrains):
@@ -133,7 +132,7 @@ def cost_table(run_dir, lds_csv):
             row[f"lds_{r['query_set']}"] = r["lds"]
         rows.append(row)
     df = pd.DataFrame(rows)
-    from dabench.tables import row_names
+    from dabench.naming import row_names
 
     df.insert(1, "name", row_names(df))
     return df.sort_values("total_s", kind="stable").reset_index(drop=True)

@@ -9,17 +9,17 @@ at random (a control every method should beat).
 
 - :func:`choose_queries`, :func:`removal_set`: pure, seeded.
 - :func:`run_counterfactual`: one retrain + regeneration (a workflow job).
-- :func:`summarize`: per-query distances and per-method medians.
+- :func:`summarize`: per-query distances and per-method medians
+  (:mod:`dabench.counterfactual_report` writes them as tables and figures).
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
-from dabench import architecture as A
+from dabench.io import remove_leftovers, resume_pattern
 from dabench.seeds import derive_seed
 
 RANDOM = "random"
@@ -81,15 +81,13 @@ def run_counterfactual(train_path, generation_path, scores_path, method_id: str,
     M.save_model(model_path, result.unet,
                  {"role": "counterfactual", "method_id": method_id, "query": query,
                   "removed": removed.tolist(), "steps": recipe["steps"], "seed": seed,
-                  "recipe": recipe, "model_config": model_cfg,
-                  "unet_config": A.unet_config(model_cfg, images.shape[1], images.shape[-1])})
+                  **M.model_metadata(model_cfg, recipe, images.shape)})
     out = {"original": samples["images"][query], "counterfactual": regenerated,
            "removed": removed, "query": np.int64(query), "k": np.int64(k),
            "n_positive_removed": np.int64(-1 if row is None else int((row[removed] > 0).sum())),
            "seconds": np.float64(seconds)}
     save_npz(out_path, **out)
-    for leftover in (Path(resume_path), Path(resume_path).with_suffix(".json")):
-        leftover.unlink(missing_ok=True)
+    remove_leftovers(*resume_pattern(resume_path))
     print(f"[dabench] counterfactual {method_id} query {query}: removed {k}, retrained and "
           f"regenerated in {seconds:.1f}s", flush=True)
     return out
@@ -130,58 +128,3 @@ def summarize(results: dict, embed) -> tuple["pd.DataFrame", "pd.DataFrame"]:
                     retrain_seconds=("seconds", "mean"))
                .reset_index())
     return per_query, summary
-
-
-# ------------------------------------------------------------------------------------------------
-# Workflow stages: table and figures
-
-
-def method_labels(entries: dict) -> dict:
-    """method id -> {label, family} of the counterfactual's methods (config entries), plus the
-    random control."""
-    from dabench.methods import build
-
-    out = {m: {"label": build(e).label, "family": build(e).family} for m, e in entries.items()}
-    return {RANDOM: {"label": "Random", "family": "reference"}, **out}
-
-
-def write_counterfactual_tables(result_paths: dict, labels: dict, embedder_cfg: dict,
-                                classifier_path, csv_path, tex_path, per_query_path) -> None:
-    """``result_paths``: method id -> result .npz paths; ``labels``: :func:`method_labels`.
-    Writes the per-method medians (CSV + booktabs LaTeX) and the per-query distances."""
-    from dabench.embedding import load_embedder
-    from dabench.io import atomic_path, load_npz, save_text
-    from dabench.tables import simple_latex
-
-    embedder = load_embedder(embedder_cfg, classifier_path)
-    results = {m: [load_npz(p) for p in paths] for m, paths in result_paths.items()}
-    per_query, summary = summarize(results, embedder.embed)
-    for df in (per_query, summary):
-        df.insert(1, "method", df["method_id"].map(lambda m: labels[m]["label"]))
-        df.insert(2, "family", df["method_id"].map(lambda m: labels[m]["family"]))
-    summary["embedder"] = embedder.kind
-    with atomic_path(per_query_path) as tmp:
-        per_query.to_csv(tmp, index=False, float_format="%.6g")
-    with atomic_path(csv_path) as tmp:
-        summary.to_csv(tmp, index=False, float_format="%.6g")
-    save_text(tex_path, simple_latex(
-        summary, {"method": "Method", "k": "k", "n_queries": "queries",
-                  "median_l2": "median pixel L2 $\\uparrow$",
-                  "median_cosine": f"median {embedder.kind} cosine $\\downarrow$"},
-        "Counterfactual evaluation (D-TRAK Sec. 4.4): top-k influencers removed, retrained, "
-        "regenerated from the same noise; pixel L2 on the [0, 1] scale."))
-
-
-def write_counterfactual_figures(per_query_csv, result_paths: dict, labels: dict, box_paths,
-                                 grid_paths) -> None:
-    """Box plots of the distances (D-TRAK Fig. 3) and the original-vs-counterfactual grid
-    (Fig. 4)."""
-    import pandas as pd
-
-    from dabench.figures import plot_counterfactual_box, plot_counterfactual_grid
-    from dabench.io import load_npz
-
-    per_query = pd.read_csv(per_query_csv)
-    plot_counterfactual_box(per_query, *box_paths)
-    results = {labels[m]["label"]: [load_npz(p) for p in paths] for m, paths in result_paths.items()}
-    plot_counterfactual_grid(results, *grid_paths)

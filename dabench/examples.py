@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dabench.naming import display_name
+
 
 def pick_queries(n_total: int, n: int, labels=None) -> np.ndarray:
     """``n`` query indices for a grid, the same for every method: evenly spaced over the query
@@ -53,8 +55,7 @@ def method_names(paths: dict) -> dict:
     variants = {m: d.get("variant") or "" for m, d in meta.items()}
     show_variant = (len(set(variants.values())) > 1
                     or len(set(labels.values())) < len(labels))
-    return {m: f"{labels[m]} ({variants[m]})" if show_variant and variants[m] else labels[m]
-            for m in paths}
+    return {m: display_name(labels[m], variants[m] if show_variant else None) for m in paths}
 
 
 def proponent_rows(score_paths: dict, queries: np.ndarray, k: int) -> dict:

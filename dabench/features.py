@@ -179,10 +179,9 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
     import torch
 
     from dabench import device as D
-    from dabench.gradients import GradientPlan, block_norms, plan_gradients
+    from dabench.gradients import block_norms
     from dabench.io import RowWriter, save_npy
     from dabench.model import example_noise
-    from dabench.profile import module_profile
 
     device = next(unet.parameters()).device
     unet.eval()
@@ -193,29 +192,9 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
     first, last = rows if rows is not None else (0, n_all)
     if not 0 <= first <= last <= n_all:
         raise ValueError(f"rows {rows} outside the {n_all} examples")
-    if spec.journey:
-        if journey_timesteps is None or images.ndim != 5 or images.shape[1] != len(journey_timesteps):
-            raise ValueError("journey features need (n, S, C, H, W) clean estimates and S timesteps")
-        t_grid = np.asarray(journey_timesteps, dtype=np.int64)
-        per_example = len(t_grid)
-    elif spec.replay:
-        if replay is None or len(replay["timestep"]) != n_all:
-            raise ValueError("replay features need the replay schedule of every training example")
-        t_grid = None
-        per_example = 1
-    else:
-        t_grid = feature_timesteps(spec.n_timesteps, spec.schedule,
-                                   scheduler.config.num_train_timesteps)
-        per_example = spec.n_timesteps * spec.n_noises
+    t_grid, per_example = _items(spec, scheduler, images, replay, journey_timesteps)
     n = last - first
-    if batch_size:
-        plan = GradientPlan("vmap", batch_size, per_example, 0)
-    else:
-        plan = plan_gradients(p, module_profile(unet)["activation_bytes"], per_example,
-                              spec.normalize, budget_bytes or D.memory_budget(device),
-                              n_examples=max(n, 1),
-                              max_items=512 if spec.normalize or spec.journey else 2048,
-                              device=device.type)
+    plan = _gradient_plan(unet, spec, p, per_example, n, batch_size, budget_bytes, device)
     if t_grid is not None:
         timesteps = torch.as_tensor(t_grid if spec.journey else np.repeat(t_grid, spec.n_noises),
                                     device=device)
@@ -272,6 +251,40 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
         info["replay"] = {"n_unseen": int((~replay["seen"][first:last]).sum()),
                           "timestep_mean": float(np.mean(replay["timestep"][first:last]))}
     return info
+
+
+def _items(spec: FeatureSpec, scheduler, images: np.ndarray, replay: dict | None,
+           journey_timesteps) -> tuple[np.ndarray | None, int]:
+    """(timestep grid or None for replay, gradient items per example) of a feature kind, with
+    its inputs checked."""
+    if spec.journey:
+        if journey_timesteps is None or images.ndim != 5 or images.shape[1] != len(journey_timesteps):
+            raise ValueError("journey features need (n, S, C, H, W) clean estimates and S timesteps")
+        t_grid = np.asarray(journey_timesteps, dtype=np.int64)
+        return t_grid, len(t_grid)
+    if spec.replay:
+        if replay is None or len(replay["timestep"]) != len(images):
+            raise ValueError("replay features need the replay schedule of every training example")
+        return None, 1
+    t_grid = feature_timesteps(spec.n_timesteps, spec.schedule, scheduler.config.num_train_timesteps)
+    return t_grid, spec.n_timesteps * spec.n_noises
+
+
+def _gradient_plan(unet, spec: FeatureSpec, p: int, per_example: int, n: int,
+                   batch_size: int | None, budget_bytes: int | None, device):
+    """The batching of the per-example gradients: forced ``batch_size`` vmap batches (tests), or
+    :func:`dabench.gradients.plan_gradients` for the memory budget."""
+    from dabench import device as D
+    from dabench.gradients import GradientPlan, plan_gradients
+    from dabench.profile import module_profile
+
+    if batch_size:
+        return GradientPlan("vmap", batch_size, per_example, 0)
+    return plan_gradients(p, module_profile(unet)["activation_bytes"], per_example,
+                          spec.normalize, budget_bytes or D.memory_budget(device),
+                          n_examples=max(n, 1),
+                          max_items=512 if spec.normalize or spec.journey else 2048,
+                          device=device.type)
 
 
 @functools.lru_cache(maxsize=1)

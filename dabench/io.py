@@ -99,6 +99,22 @@ def save_text(path, text: str) -> None:
         tmp.write_text(text)
 
 
+def remove_leftovers(directory, pattern: str, keep=None) -> None:
+    """Delete the files of ``directory`` matching the glob ``pattern`` except ``keep`` — a job's
+    resume state once the output it resumed towards is written (the one clean-up rule of every
+    resumable stage)."""
+    for leftover in Path(directory).glob(pattern):
+        if keep is None or leftover != Path(keep):
+            leftover.unlink(missing_ok=True)
+
+
+def resume_pattern(resume_path) -> tuple[Path, str]:
+    """(directory, glob) of a resume file and its sidecar: ``x.resume.safetensors`` and
+    ``x.resume.json``."""
+    path = Path(resume_path)
+    return path.parent, f"{path.stem}.*"
+
+
 def sha256(path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

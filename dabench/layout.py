@@ -146,10 +146,24 @@ def lds_result(method_id: str, query_set: str, family: str = "test") -> str:
     return f"evaluation/lds/{family}/{method_id}/{query_set}.json"
 
 
+def artefact_kind(relative: str) -> tuple[str, str] | None:
+    """What a run artefact is, from its path relative to the run folder — the inverse of the
+    functions above for what cost accounting counts: ``("features", model)`` for projected
+    features (not their norms), ``("retrains", family)`` for a retrain family's outputs,
+    ``("embeddings", kind)``; None for anything else (data, models, subsets)."""
+    parts = relative.split("/")
+    if parts[0] == "features" and len(parts) == 4 and relative.endswith(".npy") \
+            and not relative.endswith(".norms.npy"):
+        return "features", parts[1]
+    if parts[0] == "lds" and len(parts) == 3 and parts[2].endswith("_outputs.npy"):
+        return "retrains", parts[1]
+    if parts[0] == "embeddings" and len(parts) == 3:
+        return "embeddings", parts[1]
+    return None
+
+
 def run_dir_of(path, relative: str):
     """The run folder ``results/<name>`` of ``path``, which is ``relative`` inside it."""
-    from pathlib import Path
-
     path, relative = Path(path), Path(relative)
     if path.parts[-len(relative.parts):] != relative.parts:
         raise ValueError(f"{path} does not end in {relative}")

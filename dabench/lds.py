@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from dabench import architecture as A
+from dabench.io import remove_leftovers
 from dabench.metrics import bootstrap_mean_ci, ceiling_per_query, check_subsets, lds_per_query
-from dabench.seeds import derive_seed, fingerprint
+from dabench.seeds import derive_seed, fingerprint, retrain_seeds
 
 # ------------------------------------------------------------------------------------------------
 # Subsets
@@ -86,11 +87,6 @@ def chunk_items(n_subsets: int, n_seeds: int, per_job: int, chunk: int) -> list[
     if not 0 <= chunk < n_chunks(n_subsets, n_seeds, per_job):
         raise ValueError(f"chunk {chunk} does not exist ({len(items)} retrains, {per_job} per job)")
     return items[chunk * per_job:(chunk + 1) * per_job]
-
-
-def retrain_seeds(master_seed: int, r: int) -> tuple[int, int]:
-    """(training seed, initialisation seed) of retrain seed r: shared by every subset."""
-    return derive_seed(master_seed, "lds-train", r), derive_seed(master_seed, "lds-init", r)
 
 
 def write_datamodel_subsets(n_train: int, alpha: float, n: int, seed: int, exclude_paths: list,
@@ -177,15 +173,12 @@ def run_retrains(
             M.save_model(Path(model_dir) / f"subset{j:04d}_seed{r}.safetensors", unet,
                          {"family": family, "subset": j, "seed": r, "steps": recipe["steps"],
                           "members": subsets[j].tolist(), "train_seed": train_seed,
-                          "init_seed": init_seed, "recipe": recipe,
-                          "unet_config": A.unet_config(model_cfg, images.shape[1], images.shape[-1]),
-                          "model_config": model_cfg})
+                          "init_seed": init_seed,
+                          **M.model_metadata(model_cfg, recipe, images.shape)})
         row = {"subset": np.int64(j), "seed": np.int64(r),
                "seconds": np.float64(time.perf_counter() - tic), **outputs}
         save_npz(done_file, **row)
-        for leftover in partial_dir.glob(f"{stem}.*"):
-            if leftover != done_file:
-                leftover.unlink(missing_ok=True)
+        remove_leftovers(partial_dir, f"{stem}.*", keep=done_file)
         rows.append(row)
         if progress:
             print(f"[dabench] {label} done in {row['seconds']:.1f}s", flush=True)
@@ -301,6 +294,6 @@ def evaluate_scores(scores_path, subsets_path, outputs_path, method_id: str, met
                      method=method.name, label=method.label, family=method.family,
                      variant=method.variant, query_set=query_set,
                      n_timesteps=meta.get("n_timesteps"), n_subsets=int(len(subsets)),
-                     subset_family=subset_family, n_models=method.params.get("n_models"))
+                     subset_family=subset_family, n_models=method.n_models)
     save_json(out_path, record)
     return record

@@ -64,6 +64,21 @@ def lds_per_query(scores: np.ndarray, subsets: np.ndarray, outputs: np.ndarray) 
     return spearman_rows(predicted, -np.asarray(outputs, dtype=np.float64).T)
 
 
+def best_by_tune_lds(candidates, subsets: np.ndarray, outputs: np.ndarray
+                     ) -> tuple[float, np.ndarray, dict[float, float]]:
+    """The λ search of every method that tunes one: ``candidates`` yields (λ, scores (Q, N));
+    the winner has the highest mean LDS on the tune ``subsets``/``outputs`` (the first on ties).
+    Returns (best λ, its scores, λ -> mean tune LDS). Only the best scores are kept."""
+    tune, best, best_scores = {}, None, None
+    for lam, scores in candidates:
+        tune[lam] = float(np.nanmean(lds_per_query(scores, subsets, outputs)))
+        if best is None or tune[lam] > tune[best]:
+            best, best_scores = lam, scores
+    if best is None:
+        raise ValueError("the λ search needs at least one candidate λ")
+    return best, best_scores, tune
+
+
 def bootstrap_mean_ci(values: np.ndarray, n_boot: int = 1000, confidence: float = 0.95,
                       seed: int = 0) -> tuple[float, float, float, int]:
     """Mean of ``values`` (NaNs dropped) and its percentile bootstrap interval over resampled
@@ -74,10 +89,37 @@ def bootstrap_mean_ci(values: np.ndarray, n_boot: int = 1000, confidence: float 
         return float("nan"), float("nan"), float("nan"), 0
     rng = np.random.default_rng(derive_seed(seed, "bootstrap"))
     draws = rng.integers(0, values.size, size=(n_boot, values.size))
-    means = values[draws].mean(1)
+    low, high = percentile_interval(values[draws].mean(1), confidence)
+    return float(values.mean()), low, high, int(values.size)
+
+
+def percentile_interval(draws: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` interval of bootstrap statistics ``draws`` (finite ones; NaN,
+    NaN when there are none) — the one percentile rule of every interval dabench reports."""
+    draws = np.asarray(draws, dtype=np.float64)
+    draws = draws[np.isfinite(draws)]
+    if draws.size == 0:
+        return float("nan"), float("nan")
     tail = (1 - confidence) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return float(values.mean()), float(low), float(high), int(values.size)
+    low, high = np.quantile(draws, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def group_lds(attribution: np.ndarray, subsets: np.ndarray, values: np.ndarray,
+              n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
+    """Group LDS (docs/computation.md §7): Spearman between a global property F(θ_S) of the
+    held-out retrains and the additive prediction Σ_{g∈S} τ_g, in percent, with a bootstrap
+    interval over the held-out subsets. ``attribution`` (G,), ``subsets`` (M, G) 0/1 group
+    indicators, ``values`` (M,) F of each subset's model."""
+    pred = np.asarray(subsets, np.float64) @ np.asarray(attribution, np.float64)
+    values = np.asarray(values, np.float64)
+    lds = spearman_rows(pred[None], values[None])[0]
+    # Every bootstrap resample at once (rows of indices), NaN where a resample is constant.
+    rng = np.random.default_rng(derive_seed(seed, "group-lds-bootstrap"))
+    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
+    lo, hi = percentile_interval(spearman_rows(pred[idx], values[idx]), confidence)
+    return {"lds": 100 * lds, "ci_low": 100 * lo, "ci_high": 100 * hi,
+            "n_subsets": int(len(values))}
 
 
 def ceiling_per_query(outputs_per_seed: np.ndarray) -> np.ndarray:

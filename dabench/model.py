@@ -24,7 +24,8 @@ import torch
 
 from dabench.architecture import FORWARD_FACTOR, classic_attention, unet_config
 from dabench.seeds import derive_seed, fingerprint
-from dabench.io import CorruptFileError, load_tensors, save_npz, save_tensors
+from dabench.io import (CorruptFileError, load_tensors, remove_leftovers, resume_pattern, save_npz,
+                        save_tensors)
 
 def build_unet(model_cfg: dict, channels: int, resolution: int, init_seed: int):
     """A freshly initialised UNet2DModel; the same ``init_seed`` gives the same weights."""
@@ -278,7 +279,6 @@ def train(
         unet.load_state_dict(init_state[1])
     named = dict(unet.named_parameters())
     mask_pairs = [(named[k], m.to(named[k].dtype)) for k, m in (masks or {}).items()]
-    scheduler = build_scheduler(model_cfg)
     params = list(unet.parameters())
     optimizer = torch.optim.AdamW(params, lr=recipe["lr"], weight_decay=recipe["weight_decay"])
     run_id = fingerprint({"members": members.tolist(), "recipe": recipe, "seed": seed,
@@ -289,79 +289,123 @@ def train(
             "unet_config": unet_config(model_cfg, channels, resolution), "model_config": model_cfg,
             "run_id": run_id,
             "n_members": len(members)}
-
-    start = 0
-    if resume_path is not None and Path(resume_path).exists():
-        try:
-            tensors, rmeta = load_tensors(resume_path)
-        except CorruptFileError:
-            tensors, rmeta = None, {}
-        if tensors is not None and rmeta.get("run_id") == run_id:
-            unet.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-            _load_optimizer_tensors(optimizer, params, tensors)
-            start = int(rmeta["step"])
-
+    start = _resume(resume_path, run_id, unet, optimizer, params)
     unet, optimizer = accelerator.prepare(unet, optimizer)
-    device = accelerator.device
-    x_all = torch.as_tensor(images)
-    world, rank = accelerator.num_processes, accelerator.process_index
-    shape = tuple(images.shape[1:])
-    losses = np.full(recipe["steps"], np.nan, dtype=np.float32)
-    checkpoints = []
+    loop = _Loop(accelerator, unet, optimizer, build_scheduler(model_cfg), plan, recipe,
+                 torch.as_tensor(images), mask_pairs)
     end = recipe["steps"] if stop_after is None else min(recipe["steps"], stop_after)
-    bar = None
-    if progress and accelerator.is_main_process:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=recipe["steps"], initial=start, desc=progress if isinstance(progress, str)
-                   else "train", unit="step", mininterval=2.0, leave=False)
+    bar = _progress_bar(progress, accelerator, recipe["steps"], start)
+    checkpoints = []
     tic = time.perf_counter()
     unet.train()
     for step in range(start, end):
-        # Each process takes its share of the logged global batch; DDP averages the gradients.
-        idx = plan["indices"][step][rank::world]
-        x0 = x_all[idx].to(device)
-        t = torch.as_tensor(plan["timesteps"][step][rank::world], device=device)
-        noise = example_noise(plan["noise_seeds"][step][rank::world], shape).to(device)
-        for group in optimizer.param_groups:
-            group["lr"] = float(plan["lr"][step])
-        with accelerator.autocast():
-            loss = per_example_loss(unet, scheduler, x0, t, noise).mean()
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        if recipe["grad_clip"] > 0:
-            accelerator.clip_grad_norm_(unet.parameters(), recipe["grad_clip"])
-        optimizer.step()
-        if mask_pairs:
-            with torch.no_grad():
-                for p, m in mask_pairs:
-                    p.mul_(m.to(p.device))
-        losses[step] = loss.item()
+        loop.step(step)
         done = step + 1
         if bar is not None:
             bar.update(1)
             if done % 50 == 0:
-                bar.set_postfix(loss=f"{np.nanmean(losses[max(0, step - 49):done]):.4f}")
+                bar.set_postfix(loss=f"{np.nanmean(loop.losses[max(0, step - 49):done]):.4f}")
         if on_step is not None:
-            on_step(done, losses[step])
-        if not accelerator.is_main_process:
-            continue
-        if checkpoint_dir is not None and done in recipe["checkpoint_steps"]:
-            path = Path(checkpoint_dir) / f"step_{done:06d}.safetensors"
-            save_tensors(path, _model_tensors(accelerator.unwrap_model(unet)),
-                         {**meta, "step": done, "lr": float(plan["lr"][step])})
-            checkpoints.append(str(path))
-        if resume_path is not None and done % recipe["resume_every"] == 0 and done < recipe["steps"]:
-            save_tensors(resume_path, {**_model_tensors(accelerator.unwrap_model(unet)),
-                                       **_optimizer_tensors(optimizer.optimizer
-                                                            if hasattr(optimizer, "optimizer")
-                                                            else optimizer, params)},
-                         {"run_id": run_id, "step": done})
+            on_step(done, loop.losses[step])
+        if accelerator.is_main_process:
+            checkpoints += loop.save(done, checkpoint_dir, resume_path, meta, run_id, params)
     if bar is not None:
         bar.close()
     accelerator.wait_for_everyone()
     unet = accelerator.unwrap_model(unet).eval()
-    return TrainResult(unet, plan, losses, time.perf_counter() - tic, start, checkpoints)
+    return TrainResult(unet, plan, loop.losses, time.perf_counter() - tic, start, checkpoints)
+
+
+def _resume(resume_path, run_id: str, unet, optimizer, params) -> int:
+    """The step to start from: that of ``resume_path`` when it holds this run's state (loaded
+    into ``unet`` and ``optimizer``), else 0 (no file, another run's, or a torn one)."""
+    if resume_path is None or not Path(resume_path).exists():
+        return 0
+    try:
+        tensors, rmeta = load_tensors(resume_path)
+    except CorruptFileError:
+        return 0
+    if rmeta.get("run_id") != run_id:
+        return 0
+    unet.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    _load_optimizer_tensors(optimizer, params, tensors)
+    return int(rmeta["step"])
+
+
+def _progress_bar(progress: bool | str, accelerator, total: int, start: int):
+    if not progress or not accelerator.is_main_process:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, desc=progress if isinstance(progress, str)
+                else "train", unit="step", mininterval=2.0, leave=False)
+
+
+class _Loop:
+    """One optimizer step of :func:`train` at a time, and what it saves after a step."""
+
+    def __init__(self, accelerator, unet, optimizer, scheduler, plan: dict, recipe: dict,
+                 x_all: torch.Tensor, mask_pairs: list):
+        self.accelerator, self.unet, self.optimizer = accelerator, unet, optimizer
+        self.scheduler, self.plan, self.recipe = scheduler, plan, recipe
+        self.x_all, self.mask_pairs = x_all, mask_pairs
+        self.shape = tuple(x_all.shape[1:])
+        self.losses = np.full(recipe["steps"], np.nan, dtype=np.float32)
+
+    def step(self, step: int) -> None:
+        acc, plan = self.accelerator, self.plan
+        # Each process takes its share of the logged global batch; DDP averages the gradients.
+        world, rank, device = acc.num_processes, acc.process_index, acc.device
+        idx = plan["indices"][step][rank::world]
+        x0 = self.x_all[idx].to(device)
+        t = torch.as_tensor(plan["timesteps"][step][rank::world], device=device)
+        noise = example_noise(plan["noise_seeds"][step][rank::world], self.shape).to(device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = float(plan["lr"][step])
+        with acc.autocast():
+            loss = per_example_loss(self.unet, self.scheduler, x0, t, noise).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        acc.backward(loss)
+        if self.recipe["grad_clip"] > 0:
+            acc.clip_grad_norm_(self.unet.parameters(), self.recipe["grad_clip"])
+        self.optimizer.step()
+        if self.mask_pairs:
+            with torch.no_grad():
+                for p, m in self.mask_pairs:
+                    p.mul_(m.to(p.device))
+        self.losses[step] = loss.item()
+
+    def save(self, done: int, checkpoint_dir, resume_path, meta: dict, run_id: str,
+             params: list) -> list[str]:
+        """After step ``done``: the checkpoint it is due (its path returned) and the resume
+        state every ``resume_every`` steps."""
+        saved = []
+        due = checkpoint_dir is not None and done in self.recipe["checkpoint_steps"]
+        resume = (resume_path is not None and done % self.recipe["resume_every"] == 0
+                  and done < self.recipe["steps"])
+        if not (due or resume):
+            return saved
+        model = self.accelerator.unwrap_model(self.unet)
+        if due:
+            path = Path(checkpoint_dir) / f"step_{done:06d}.safetensors"
+            save_tensors(path, _model_tensors(model),
+                         {**meta, "step": done, "lr": float(self.plan["lr"][done - 1])})
+            saved.append(str(path))
+        if resume:
+            optimizer = getattr(self.optimizer, "optimizer", self.optimizer)
+            save_tensors(resume_path, {**_model_tensors(model),
+                                       **_optimizer_tensors(optimizer, params)},
+                         {"run_id": run_id, "step": done})
+        return saved
+
+
+def model_metadata(model_cfg: dict, recipe: dict, image_shape) -> dict:
+    """What every saved model's sidecar records to be rebuilt and traced: its training recipe,
+    the UNet's diffusers config and the run's model section (``image_shape``: (N, C, H, W) of
+    the images it was trained on)."""
+    return {"recipe": recipe,
+            "unet_config": unet_config(model_cfg, image_shape[1], image_shape[-1]),
+            "model_config": model_cfg}
 
 
 def save_model(path, unet, meta: dict) -> None:
@@ -390,12 +434,10 @@ def train_full_model(train_path, model_cfg: dict, recipe: dict, seed: int, model
                    progress="full model")
     save_training_log(log_path, result.plan, result.losses, members)
     save_model(model_path, result.unet,
-               {"role": "full", "steps": recipe["steps"], "seed": seed, "recipe": recipe,
-                "unet_config": unet_config(model_cfg, images.shape[1], images.shape[-1]),
-                "model_config": model_cfg, "train_seconds": result.seconds,
+               {"role": "full", "steps": recipe["steps"], "seed": seed,
+                **model_metadata(model_cfg, recipe, images.shape), "train_seconds": result.seconds,
                 "final_loss": float(np.nanmean(result.losses[-50:]))})
-    for leftover in (Path(resume_path), Path(resume_path).with_suffix(".json")):
-        leftover.unlink(missing_ok=True)
+    remove_leftovers(*resume_pattern(resume_path))
     print(f"[dabench] full model: {recipe['steps']} steps in {result.seconds:.1f}s, "
           f"final loss {np.nanmean(result.losses[-50:]):.4f}", flush=True)
     return result

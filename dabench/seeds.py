@@ -20,3 +20,9 @@ def derive_seed(master: int, *keys: Any) -> int:
 def fingerprint(obj: Any) -> str:
     """A short, stable hash of a JSON-able object (used to key resume states)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def retrain_seeds(master: int, r: int, experiment: str = "lds") -> tuple[int, int]:
+    """(training seed, initialisation seed) of retrain seed ``r`` of an experiment's retrains
+    (``lds`` or ``shapley``): every subset shares them, so subsets differ only by their data."""
+    return derive_seed(master, f"{experiment}-train", r), derive_seed(master, f"{experiment}-init", r)

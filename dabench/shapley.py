@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dabench.io import remove_leftovers
 from dabench.layout import SHAPLEY_WAYS
-from dabench.seeds import derive_seed
+from dabench.seeds import derive_seed, retrain_seeds
 
 WAYS = SHAPLEY_WAYS
 WAY_LABELS = {"retrain": "Retraining", "finetune": "FT", "sparse": "Sparsified FT"}
@@ -133,25 +134,6 @@ def aggregate(scores: np.ndarray, groups: np.ndarray, n_groups: int, how: str) -
     return out
 
 
-def group_lds(attribution: np.ndarray, subsets: np.ndarray, values: np.ndarray,
-              n_boot: int = 1000, seed: int = 0) -> dict:
-    """Group LDS (paper Eq. 10): Spearman between F(θ_S) of the held-out retrains and
-    Σ_{i∈S} τ_i, in percent, with a 95% bootstrap interval over the held-out subsets."""
-    from dabench.metrics import spearman_rows
-
-    pred = np.asarray(subsets, np.float64) @ np.asarray(attribution, np.float64)
-    values = np.asarray(values, np.float64)
-    lds = spearman_rows(pred[None], values[None])[0]
-    # Every bootstrap resample at once (rows of indices), NaN where a resample is constant.
-    rng = np.random.default_rng(derive_seed(seed, "group-lds-bootstrap"))
-    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
-    boots = spearman_rows(pred[idx], values[idx])
-    boots = boots[np.isfinite(boots)]
-    lo, hi = (np.percentile(boots, [2.5, 97.5]) if boots.size else (np.nan, np.nan))
-    return {"lds": 100 * lds, "ci_low": 100 * lo, "ci_high": 100 * hi,
-            "n_subsets": int(len(values))}
-
-
 def top_groups(attribution: np.ndarray, fraction: float) -> np.ndarray:
     """Indices of the ``ceil(fraction·n)`` groups with the largest attribution (ties: lower index)."""
     k = max(1, math.ceil(fraction * len(attribution) - 1e-9))
@@ -212,11 +194,6 @@ def recipes(config: dict) -> dict:
             "warmup_steps": 0}
     recovery = {**tune, "steps": cfg["prune"]["recovery_steps"]}
     return {"retrain": retrain, "finetune": tune, "sparse": tune, "recovery": recovery}
-
-
-def retrain_seeds(seed: int, r: int) -> tuple[int, int]:
-    """(training seed, init seed) of retrain seed ``r``: every subset shares them (less noise)."""
-    return derive_seed(seed, "shapley-train", r), derive_seed(seed, "shapley-init", r)
 
 
 class Evaluator:
@@ -375,7 +352,7 @@ def run_models(way: str, family: str, chunk: int, per_job: int, train_path, desi
         if done.exists():
             rows.append(load_npz(done))
             continue
-        train_seed, init_seed = retrain_seeds(seed, 0)
+        train_seed, init_seed = retrain_seeds(seed, 0, "shapley")
         tic = time.perf_counter()
         result = M.train(images, members(groups, subsets[l]), model_cfg, recipe, seed=train_seed,
                          init_seed=init_seed,
@@ -390,8 +367,7 @@ def run_models(way: str, family: str, chunk: int, per_job: int, train_path, desi
                "seconds_eval": np.float64(time.perf_counter() - tic),
                **{p: np.float64(props[p]) for p in PROPERTIES}}
         save_npz(done, **row)
-        for leftover in partial.glob(f"{family}{l:04d}.{key}.resume*"):
-            leftover.unlink()
+        remove_leftovers(partial, f"{family}{l:04d}.{key}.resume*")
         rows.append(row)
         print(f"[dabench] {WAY_LABELS[way]} submodel {l} ({family}): train "
               f"{t_train:.1f}s, F {props}", flush=True)
@@ -499,7 +475,7 @@ def run_counterfactual(key: str, attributions_json, train_path, design_path, cla
     values, first = [], None
     tic = time.perf_counter()
     for r in range(cfg["counterfactual"]["n_seeds"]):
-        train_seed, init_seed = retrain_seeds(seed, r)
+        train_seed, init_seed = retrain_seeds(seed, r, "shapley")
         result = M.train(images, members(design["groups"], subset), model_cfg, recipe,
                          seed=train_seed, init_seed=init_seed,
                          resume_path=partial / f"{key}_seed{r}.resume.safetensors",
@@ -512,12 +488,13 @@ def run_counterfactual(key: str, attributions_json, train_path, design_path, cla
     out = {"values": np.array(values), "removed": removed, "images": first[:8],
            "seconds": np.float64(time.perf_counter() - tic)}
     save_npz(out_path, **out)
-    for leftover in partial.glob(f"{key}_seed*.resume*"):
-        leftover.unlink()
+    remove_leftovers(partial, f"{key}_seed*.resume*")
     return out
 
 
-def _lds_rows(design: dict, heldout: dict, attribution: dict, alphas: list, seed: int) -> list:
+def _lds_rows(design: dict, heldout: dict, attribution: dict, alphas: list, bootstrap: dict,
+              seed: int) -> list:
+    from dabench.metrics import group_lds
     from dabench.properties import PROPERTIES
 
     z_all = design["heldout"][heldout["row"]]
@@ -527,119 +504,94 @@ def _lds_rows(design: dict, heldout: dict, attribution: dict, alphas: list, seed
         for a in alphas:
             sel = np.isclose(a_all, a)
             rows.append({"property": p, "alpha": a,
-                         **group_lds(attribution[p], z_all[sel], heldout[p][sel], seed=seed)})
+                         **group_lds(attribution[p], z_all[sel], heldout[p][sel], seed=seed,
+                                     **bootstrap)})
     return rows
 
 
-def write_tables(design_path, reference_json, attribution_paths: list, heldout_chunks: list,
-                 way_chunks: dict, pruned_json, cf_results: dict, cfg: dict, seed: int,
-                 out: dict) -> None:
-    """Workflow stage: tables (CSV + LaTeX) and figures of the branch — group LDS of every method
-    (paper Tables 1, 3), LDS against compute budget for the three ways (Figure 2, Table 4),
-    minutes per submodel (Table 2), the counterfactual (Figure 3) and its samples (Figure 4)."""
+# ------------------------------------------------------------------------------------------------
+# Results as frames (dabench.shapley_report writes them as tables and figures)
+
+
+def values_frame(attributions: dict):
+    """One row per (attribution, property, group): its value."""
     import pandas as pd
 
-    from dabench import figures
-    from dabench.io import atomic_path, load_json, load_npz
-    from dabench.properties import PROPERTIES, PROPERTY_LABELS
-    from dabench.tables import fmt_ci, write_table
+    return pd.DataFrame([{"key": k, "method": v["label"], "family": v["family"], "property": p,
+                          "group": g, "value": x}
+                         for k, v in attributions.items() for p, vals in v["values"].items()
+                         for g, x in enumerate(vals)])
 
-    design, reference = load_npz(design_path), load_json(reference_json)
-    attributions = load_attributions(attribution_paths)
-    heldout = load_chunks(heldout_chunks)
-    values = pd.DataFrame([{"key": k, "method": v["label"], "family": v["family"], "property": p,
-                            "group": g, "value": x}
-                           for k, v in attributions.items() for p, vals in v["values"].items()
-                           for g, x in enumerate(vals)])
-    with atomic_path(out["values_csv"]) as tmp:
-        values.to_csv(tmp, index=False, float_format="%.6g")
-    alphas = cfg["lds"]["alphas"]
 
-    # Group LDS of every attribution.
-    lds = pd.DataFrame([{"key": k, "method": v["label"], "family": v["family"], **r}
-                        for k, v in attributions.items()
-                        for r in _lds_rows(design, heldout, {p: np.asarray(x) for p, x in
-                                                            v["values"].items()}, alphas, seed)])
-    wide = lds.assign(cell=lds.apply(fmt_ci, axis=1),
-                      column=lds["property"].map(PROPERTY_LABELS) + ", α="
-                      + lds["alpha"].astype(str)).pivot_table(
-        index="method", columns="column", values="cell", aggfunc="first", sort=False)
-    wide = wide.reset_index().rename(columns={"method": "Method"})
-    latex = wide.style.hide(axis="index").to_latex(hrules=True, column_format="l" + "c" * (
-        len(wide.columns) - 1))
-    write_table(lds, out["lds_csv"], out["lds_tex"],
-                "% Group LDS (%) on held-out subsets of groups retrained from scratch "
-                "(sparsified-FT paper Tables 1 and 3)\n" + latex)
+def lds_frame(design: dict, heldout: dict, attributions: dict, alphas: list, bootstrap: dict,
+              seed: int):
+    """Group LDS of every attribution, per property and α (paper Tables 1, 3)."""
+    import pandas as pd
 
-    # Minutes per submodel of each way (Table 2) and LDS against compute (Figure 2, Table 4).
-    unit = float((heldout["seconds_train"] + heldout["seconds_eval"]).mean())
-    pruned = load_json(pruned_json) if pruned_json else {}
+    return pd.DataFrame([{"key": k, "method": v["label"], "family": v["family"], **r}
+                         for k, v in attributions.items()
+                         for r in _lds_rows(design, heldout, {p: np.asarray(x) for p, x in
+                                                             v["values"].items()}, alphas,
+                                            bootstrap, seed)])
+
+
+def _way_runtime(way: str, rows: dict, unit: float, fixed: float, pruned: dict) -> dict:
+    cost = rows["seconds_train"] + rows["seconds_eval"]
+    return {"way": WAY_LABELS[way], "n_submodels": len(cost),
+            "minutes_train": rows["seconds_train"].mean() / 60,
+            "minutes_eval": rows["seconds_eval"].mean() / 60,
+            "minutes": cost.mean() / 60, "minutes_sd": cost.std(ddof=0) / 60,
+            "speedup_vs_retrain": unit / cost.mean(), "fixed_minutes": fixed / 60,
+            "nonzero_parameters": pruned.get("nonzero") if way == "sparse" else None}
+
+
+def runtime_and_budget(design: dict, reference: dict, heldout: dict, way_rows: dict,
+                       pruned: dict, alphas: list, bootstrap: dict, seed: int):
+    """Minutes per submodel of each way (paper Table 2) and group LDS against the compute budget
+    in units of one retrain, every second submodel count (Figure 2, Table 4). ``way_rows``: way
+    -> :func:`load_chunks` of its kernel submodels; ``pruned``: the pruning record ({} when
+    sparsified FT is not run)."""
+    import pandas as pd
+
+    held_cost = heldout["seconds_train"] + heldout["seconds_eval"]
+    unit = float(held_cost.mean())
     runtime, budget = [], []
-    for way, paths in way_chunks.items():
-        rows = load_chunks(paths)
-        cost = rows["seconds_train"] + rows["seconds_eval"]
+    for way, rows in way_rows.items():
         fixed = float(pruned.get("seconds", 0.0)) if way == "sparse" else 0.0
-        runtime.append({"way": WAY_LABELS[way], "n_submodels": len(cost),
-                        "minutes_train": rows["seconds_train"].mean() / 60,
-                        "minutes_eval": rows["seconds_eval"].mean() / 60,
-                        "minutes": cost.mean() / 60, "minutes_sd": cost.std(ddof=0) / 60,
-                        "speedup_vs_retrain": unit / cost.mean(), "fixed_minutes": fixed / 60,
-                        "nonzero_parameters": pruned.get("nonzero") if way == "sparse" else None})
+        runtime.append(_way_runtime(way, rows, unit, fixed, pruned))
+        cost = rows["seconds_train"] + rows["seconds_eval"]
         for m in range(2, len(cost) + 1, 2):
             values = shapley_values(design, reference, rows, m)
-            for r in _lds_rows(design, heldout, values, alphas, seed):
+            for r in _lds_rows(design, heldout, values, alphas, bootstrap, seed):
                 budget.append({"way": WAY_LABELS[way], "n_submodels": m,
                                "budget": (fixed + cost[:m].sum()) / unit, **r})
     runtime.append({"way": "Retraining (held-out LDS models)", "n_submodels": len(heldout["row"]),
-                    "minutes": unit / 60, "minutes_sd": (heldout["seconds_train"]
-                                                         + heldout["seconds_eval"]).std() / 60,
+                    "minutes": unit / 60, "minutes_sd": held_cost.std() / 60,
                     "minutes_train": heldout["seconds_train"].mean() / 60,
                     "minutes_eval": heldout["seconds_eval"].mean() / 60,
                     "speedup_vs_retrain": 1.0, "fixed_minutes": 0.0, "nonzero_parameters": None})
-    runtime = pd.DataFrame(runtime)
-    show = runtime.assign(**{"Minutes per submodel": runtime.apply(
-        lambda r: f"{r['minutes']:.2f} ± {r['minutes_sd']:.2f}", axis=1),
-        "Speed-up": runtime["speedup_vs_retrain"].map(lambda x: f"{x:.1f}×")})
-    latex = show[["way", "n_submodels", "Minutes per submodel", "Speed-up"]].rename(
-        columns={"way": "Way", "n_submodels": "Submodels"}).style.hide(axis="index").to_latex(
-        hrules=True, column_format="lrcc")
-    write_table(runtime, out["runtime_csv"], out["runtime_tex"],
-                "% Minutes per submodel (training + evaluating F) (sparsified-FT paper Table 2)\n"
-                + latex)
-    budget = pd.DataFrame(budget)
-    with atomic_path(out["budget_csv"]) as tmp:
-        budget.to_csv(tmp, index=False, float_format="%.4f")
-    figures.plot_shapley_budget(budget, cfg["property"], out["budget_pdf"], out["budget_png"])
+    return pd.DataFrame(runtime), pd.DataFrame(budget)
 
-    # Counterfactual: relative change of F against the reference retrains, paired by seed.
-    if cf_results:
-        cf = {k: load_npz(p) for k, p in cf_results.items()}
-        base = cf["full"]["values"]
-        rows = []
-        for k, res in cf.items():
-            if k == "full":
-                continue
-            change = 100 * (res["values"] - base) / np.abs(base)
-            for j, p in enumerate(PROPERTIES):
-                rows.append({"key": k, "method": attributions[k]["label"],
-                             "family": attributions[k]["family"], "property": p,
-                             "ranked_by": cfg["property"], "removed": res["removed"].tolist(),
-                             "f_full": base[:, j].mean(), "f_removed": res["values"][:, j].mean(),
-                             "change_pct": change[:, j].mean(),
-                             "change_sd": change[:, j].std(ddof=0),
-                             "n_seeds": len(change)})
-        cfdf = pd.DataFrame(rows)
-        main = cfdf[cfdf["property"] == cfg["property"]]
-        latex = main.assign(**{"Relative change (%)": main.apply(
-            lambda r: f"{r['change_pct']:.2f} ± {r['change_sd']:.2f}", axis=1)})[
-            ["method", "Relative change (%)"]].rename(columns={"method": "Method"}).style.hide(
-            axis="index").to_latex(hrules=True, column_format="lc")
-        write_table(cfdf, out["cf_csv"], out["cf_tex"],
-                    f"% Relative change of {PROPERTY_LABELS[cfg['property']]} after removing the "
-                    f"top {cfg['counterfactual']['fraction']:.0%} groups (sparsified-FT paper "
-                    f"Figure 3)\n" + latex)
-        figures.plot_shapley_counterfactual(main, out["cf_pdf"], out["cf_png"])
-        figures.plot_shapley_samples({"full data": cf["full"]["images"],
-                                      **{attributions[k]["label"]: cf[k]["images"]
-                                         for k in cf if k != "full"}},
-                                     out["grid_pdf"], out["grid_png"])
+
+def counterfactual_frame(cf: dict, attributions: dict, cfg: dict):
+    """Relative change (%) of every property after removing each attribution's top groups,
+    against the reference retrains (``cf["full"]``), paired by seed (paper Figure 3)."""
+    import pandas as pd
+
+    from dabench.properties import PROPERTIES
+
+    base = cf["full"]["values"]
+    rows = []
+    for k, res in cf.items():
+        if k == "full":
+            continue
+        change = 100 * (res["values"] - base) / np.abs(base)
+        for j, p in enumerate(PROPERTIES):
+            rows.append({"key": k, "method": attributions[k]["label"],
+                         "family": attributions[k]["family"], "property": p,
+                         "ranked_by": cfg["property"], "removed": res["removed"].tolist(),
+                         "f_full": base[:, j].mean(), "f_removed": res["values"][:, j].mean(),
+                         "change_pct": change[:, j].mean(),
+                         "change_sd": change[:, j].std(ddof=0),
+                         "n_seeds": len(change)})
+    return pd.DataFrame(rows)

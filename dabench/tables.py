@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from dabench.io import atomic_path, load_json
+from dabench.naming import row_names
 
 LDS_COLUMNS = ["method", "variant", "query_set", "n_timesteps", "lds", "ci_low", "ci_high",
                "n_queries", "n_subsets", "method_id", "family", "subset_family", "n_models"]
@@ -105,16 +106,6 @@ def write_retraining_table(record_paths: list, csv_path, tex_path) -> pd.DataFra
     write_table(df, csv_path, tex_path, "% LDS (%) of the retraining-based methods against the "
                 "number of retrained models (D-TRAK Tables 7-8)\n" + latex)
     return df
-
-
-def row_names(df: pd.DataFrame) -> pd.Series:
-    """Display names of table rows: "D-TRAK (square, K=100)", "Datamodel (M=8)"; a row without
-    a variant shows only what it has ("X (K=10)", "X")."""
-    parts = [[p for p in (None if pd.isna(v) or v == "" else str(v),
-                          None if pd.isna(k) else f"K={int(k)}") if p]
-             for v, k in zip(df["variant"], df["n_timesteps"])]
-    return pd.Series([f"{m} ({', '.join(p)})" if p else m for m, p in zip(df["method"], parts)],
-                     index=df.index)
 
 
 def summary(run_dir) -> str:

@@ -323,8 +323,8 @@ def ablation_records(wildcards=None):
 def retraining_records(wildcards=None):
     """LDS records of the methods with several retrained models and of the single-model methods
     the ensembles average (their reference rows): a change elsewhere leaves the table alone."""
-    multi = [m for m in METHOD_IDS if "n_models" in config["methods"][m]]
-    singles = {getattr(build_method(config["methods"][m]), "single", None) for m in multi}
+    multi = [m for m in METHOD_IDS if build_method(config["methods"][m]).n_models is not None]
+    singles = {build_method(config["methods"][m]).single for m in multi}
     refs = [m for m in METHOD_IDS if config["methods"][m]["method"] in singles]
     return [run_path(layout.lds_result(m, qs)) for m in multi + refs for qs in METHOD_QUERY_SETS[m]]
 
@@ -334,7 +334,7 @@ def lambda_sidecars(wildcards=None):
     return [
         run_path(f"scores/{m}/{qs}.json")
         for m, qs in SCORED
-        if "lambdas" in build_method(config["methods"][m]).params
+        if build_method(config["methods"][m]).tunes_lambda
     ]
 
 

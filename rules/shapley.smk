@@ -193,6 +193,7 @@ rule shapley_tables:
         way_chunks=shapley_way_chunks() if SHAPLEY else {},
         counterfactual=shapley_counterfactual_results() if SHAPLEY else {},
         cfg=config["shapley"],
+        bootstrap={"n_boot": config["lds"]["bootstrap"], "confidence": config["lds"]["confidence"]},
         seed=config["seed"],
     script:
         "../scripts/shapley_tables.py"

@@ -1,5 +1,5 @@
 """Snakemake adapter: counterfactual medians per method and distances per query."""
-from dabench.counterfactual import method_labels, write_counterfactual_tables
+from dabench.counterfactual_report import method_labels, write_counterfactual_tables
 from dabench.runtime import job
 
 with job(snakemake) as smk:

@@ -1,5 +1,5 @@
 """Snakemake adapter: counterfactual box plot and image grid."""
-from dabench.counterfactual import method_labels, write_counterfactual_figures
+from dabench.counterfactual_report import method_labels, write_counterfactual_figures
 from dabench.runtime import job
 
 with job(snakemake) as smk:

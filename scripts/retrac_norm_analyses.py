@@ -1,6 +1,6 @@
 """Snakemake adapter: ReTrac norm vs timestep, t_max, Algorithm 1 and timestep manipulation."""
 from dabench.methods import build
-from dabench.retrac import write_norm_analyses
+from dabench.retrac_report import write_norm_analyses
 from dabench.runtime import job
 
 with job(snakemake) as smk:

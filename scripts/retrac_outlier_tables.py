@@ -1,5 +1,5 @@
 """Snakemake adapter: outlier detection and image source tracing of the outlier experiment."""
-from dabench.retrac import write_outlier_tables
+from dabench.retrac_report import write_outlier_tables
 from dabench.runtime import job
 
 with job(snakemake) as smk:

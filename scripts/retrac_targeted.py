@@ -1,5 +1,5 @@
 """Snakemake adapter: targeted attribution (distinct top-k proportion) for every method."""
-from dabench.retrac import write_targeted
+from dabench.retrac_report import write_targeted
 from dabench.runtime import job
 
 with job(snakemake) as smk:

@@ -1,8 +1,8 @@
 """Snakemake adapter: the group-Shapley tables and figures."""
 from dabench.runtime import job
-from dabench.shapley import write_tables
+from dabench.shapley_report import write_tables
 
 with job(snakemake) as smk:
     i, p = smk.input, smk.params
     write_tables(i.design, i.reference, list(i.attributions), list(i.heldout), p.way_chunks,
-                 i.pruned, p.counterfactual, p.cfg, p.seed, dict(smk.output))
+                 i.pruned, p.counterfactual, p.cfg, p.bootstrap, p.seed, dict(smk.output))

@@ -30,9 +30,22 @@ def test_methods_declare_run_relative_inputs():
         m.inputs("test")
 
 
-def test_a_new_method_is_one_class_and_one_registry_line(monkeypatch, tmp_path):
-    """A class with inputs and score, registered: the config validates it with its defaults and
-    the built method scores queries against the training set."""
+@pytest.fixture
+def registry_snapshot():
+    """Methods and families defined by a test leave the registry as it was."""
+    from dabench.methods.base import FAMILIES
+
+    saved, families = dict(methods.REGISTRY), dict(FAMILIES)
+    yield
+    methods.REGISTRY.clear()
+    methods.REGISTRY.update(saved)
+    FAMILIES.clear()
+    FAMILIES.update(families)
+
+
+def test_a_new_method_registers_itself_by_being_defined(registry_snapshot, tmp_path):
+    """A class with inputs and score is registered by its definition alone: the config validates
+    it with its defaults and the built method scores queries against the training set."""
     from dabench import config, layout
     from dabench.io import load_npz, save_npz
 
@@ -50,7 +63,7 @@ def test_a_new_method_is_one_class_and_one_registry_line(monkeypatch, tmp_path):
             q = len(load_npz(inputs["queries"])["images"])
             return np.full((q, n), self.params["value"], dtype=np.float32)
 
-    monkeypatch.setitem(methods.REGISTRY, "constant", Constant)
+    assert methods.REGISTRY["constant"] is Constant
     c = config.validate({"methods": {"c": {"method": "constant", "value": 2.5}}})
     assert c["methods"]["c"] == {"method": "constant", "value": 2.5}
     with pytest.raises(ConfigError, match="unknown method"):
@@ -63,7 +76,7 @@ def test_a_new_method_is_one_class_and_one_registry_line(monkeypatch, tmp_path):
     assert scores.shape == (3, 4) and (scores == 2.5).all()
 
 
-def test_the_readme_example_method_works(repo, tmp_path, monkeypatch):
+def test_the_readme_example_method_works(repo, tmp_path, registry_snapshot):
     """The worked example of README.md 'Adding a method' runs as printed."""
     import re
 
@@ -74,7 +87,7 @@ def test_the_readme_example_method_works(repo, tmp_path, monkeypatch):
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
     cls = namespace["PixelL2"]
-    monkeypatch.setitem(methods.REGISTRY, cls.name, cls)
+    assert methods.REGISTRY[cls.name] is cls
     rng = np.random.default_rng(0)
     train, queries = rng.normal(size=(5, 1, 2, 2)), rng.normal(size=(3, 1, 2, 2))
     save_npz(tmp_path / "train.npz", train_images=train)
@@ -83,6 +96,68 @@ def test_the_readme_example_method_works(repo, tmp_path, monkeypatch):
     scores = m.score({"train": tmp_path / "train.npz", "queries": tmp_path / "q.npz"}, "validation")
     assert scores.shape == (3, 5)
     assert scores[1, 2] == pytest.approx(-((queries[1] - train[2]) ** 2).sum())
+
+
+def test_a_method_name_is_registered_once_and_abstract_methods_are_enforced(registry_snapshot):
+    with pytest.raises(TypeError, match="'pixel' .* already registered by dabench.methods.pixel"):
+        class Impostor(methods.AttributionMethod):
+            name = "pixel"
+
+            def inputs(self, query_set):
+                return {}
+
+            def score(self, inputs, query_set):
+                return np.zeros((1, 1))
+
+    class NoScore(methods.AttributionMethod):
+        name = "no-score"
+
+        def inputs(self, query_set):
+            return {}
+
+    with pytest.raises(TypeError, match="abstract"):
+        NoScore()
+
+
+def test_a_new_family_declares_its_label_and_colour(registry_snapshot):
+    from dabench.figures import colour
+    from dabench.methods.base import FALLBACK_COLOUR, family_style
+
+    class Far(methods.AttributionMethod):
+        name = "far"
+        family = "distance"
+        family_label = "distance-based"
+        colour = "#e377c2"
+
+        def inputs(self, query_set):
+            return {}
+
+        def score(self, inputs, query_set):
+            return np.zeros((1, 1))
+
+    assert family_style("distance").label == "distance-based" and colour("distance") == "#e377c2"
+    assert colour("trak") == "#d62728" and colour("undeclared") == FALLBACK_COLOUR
+
+
+def test_capabilities_are_declared_not_guessed():
+    def built(entry):
+        return methods.build(entry)
+
+    assert built({"method": "trak"}).tunes_lambda and built({"method": "datamodel"}).tunes_lambda
+    assert not built({"method": "gradient"}).tunes_lambda
+    assert not built({"method": "empirical-influence"}).tunes_lambda
+    assert built({"method": "tracincp"}).has_self_influence
+    assert not built({"method": "gas"}).has_self_influence
+    assert all(built({"method": m}).uses_checkpoints
+               for m in ("tracincp", "gas", "diffusion-tracin", "diffusion-retrac"))
+    assert not built({"method": "trak"}).uses_checkpoints
+    ensemble = built({"method": "d-trak-ensemble", "n_models": 3})
+    assert ensemble.n_models == 3 and ensemble.single == "d-trak"
+    assert built({"method": "d-trak"}).n_models is None and built({"method": "d-trak"}).single is None
+    assert built({"method": "trak", "n_timesteps": 7}).n_timesteps == 7
+    assert built({"method": "pixel"}).n_timesteps is None
+    with pytest.raises(ValueError, match="defines no self-influence"):
+        built({"method": "pixel"}).self_inputs()
 
 
 # ---- gradient-feature methods -----------------------------------------------------------------

@@ -11,6 +11,7 @@ import torch
 from dabench import model as M
 from dabench import properties as P
 from dabench import shapley as S
+from dabench.metrics import group_lds
 
 
 # Oracles: the definitions, by brute force.
@@ -112,9 +113,9 @@ def test_group_lds_of_the_true_additive_attribution_is_100():
     n, rng = 10, np.random.default_rng(0)
     tau = rng.normal(size=n)
     z = S.draw_group_subsets(n, 0.5, 30, seed=1, purpose="test")
-    res = S.group_lds(tau, z, z @ tau)
+    res = group_lds(tau, z, z @ tau)
     assert res["lds"] == pytest.approx(100) and res["n_subsets"] == 30
-    assert S.group_lds(-tau, z, z @ tau)["lds"] == pytest.approx(-100)
+    assert group_lds(-tau, z, z @ tau)["lds"] == pytest.approx(-100)
 
 
 def test_aggregation_and_top_groups_by_hand():

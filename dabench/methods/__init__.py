@@ -12,41 +12,22 @@ Implementations (one module per method family):
 - ``trak-ensemble``, ``d-trak-ensemble``, ``empirical-influence``, ``datamodel``: from models
   retrained on random subsets (:mod:`dabench.methods.retraining`).
 
-Adding a method: write a subclass of :class:`AttributionMethod` in its own module and add one line
-to ``REGISTRY``; naming it in a config's ``methods`` then puts it in every table and figure.
+Adding a method: write a subclass of :class:`AttributionMethod` in a new module of this package;
+it registers itself when the package imports the module (every module here is imported), and
+naming it in a config's ``methods`` puts it in every table and figure.
 """
 
 from __future__ import annotations
 
+import importlib
 import itertools
+import pkgutil
 
-from dabench.methods.base import AttributionMethod
-from dabench.methods.embedding import EmbeddingSimilarity
-from dabench.methods.kernel import (DTRAK, TRAK, GradientSimilarity, JourneyTRAK, RelativeIF,
-                                    RenormalizedIF)
-from dabench.methods.pixel import PixelSimilarity
-from dabench.methods.retraining import (Datamodel, DTRAKEnsemble, EmpiricalInfluence,
-                                        TRAKEnsemble)
-from dabench.methods.tracin import GAS, DiffusionReTrac, DiffusionTracIn, TracInCP
+from dabench.methods.base import REGISTRY, AttributionMethod
 
-REGISTRY: dict[str, type[AttributionMethod]] = {
-    PixelSimilarity.name: PixelSimilarity,
-    GradientSimilarity.name: GradientSimilarity,
-    TRAK.name: TRAK,
-    DTRAK.name: DTRAK,
-    RelativeIF.name: RelativeIF,
-    RenormalizedIF.name: RenormalizedIF,
-    TracInCP.name: TracInCP,
-    GAS.name: GAS,
-    DiffusionTracIn.name: DiffusionTracIn,
-    DiffusionReTrac.name: DiffusionReTrac,
-    EmbeddingSimilarity.name: EmbeddingSimilarity,
-    JourneyTRAK.name: JourneyTRAK,
-    TRAKEnsemble.name: TRAKEnsemble,
-    DTRAKEnsemble.name: DTRAKEnsemble,
-    EmpiricalInfluence.name: EmpiricalInfluence,
-    Datamodel.name: Datamodel,
-}
+# Import every module of the package: defining a method class registers it.
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_module}")
 
 
 def method_class(name: str) -> type[AttributionMethod]:
@@ -136,7 +117,7 @@ def _write_sidecar(scores_path, method_id, method, query_set, scores, tic, input
         "method_id": method_id, "method": method.name, "label": method.label,
         "variant": method.variant, "params": method.params, "query_set": query_set,
         "shape": list(scores.shape), "seconds": time.perf_counter() - tic,
-        "n_timesteps": getattr(method, "n_timesteps", None), **method.extra_metadata(),
+        "n_timesteps": method.n_timesteps, **method.extra_metadata(),
         "inputs": {k: os.path.relpath(v, run_dir) for k, v in inputs.items()},
     })
 

@@ -201,6 +201,7 @@ class TRAK(GradientFeatureMethod):
     label = "TRAK"
     family = "trak"
     defaults = {**FEATURE_DEFAULTS, "lambdas": LAMBDA_GRID}
+    tunes_lambda = True
 
     def inputs(self, query_set):
         return {**super().inputs(query_set), "tune_subsets": layout.lds_subsets("tune"),
@@ -239,7 +240,7 @@ class TRAK(GradientFeatureMethod):
         """Scores at the λ with the best tune-subset LDS, and the tune LDS of every λ. λ is
         relative to each model's mean eigenvalue; an ensemble shares one relative λ. Members are
         solved one at a time (their scores summed per λ), so an ensemble holds one solver."""
-        from dabench.metrics import lds_per_query
+        from dabench.metrics import best_by_tune_lds
 
         members = self.member_inputs(inputs)
         subsets, outputs = load_npy(inputs["tune_subsets"]), load_npy(inputs["tune_outputs"])
@@ -252,14 +253,8 @@ class TRAK(GradientFeatureMethod):
             sums = parts if sums is None else [a + b for a, b in zip(sums, parts)]
             first = first or {"eigenvalue_scale": solver.scale, "dual": solver.dual,
                               "absolute": {lam: solver.absolute(lam) for lam in lambdas}}
-        tune = {}
-        best, best_scores = None, None
-        for lam, total in zip(lambdas, sums):
-            scores = total / len(members)
-            value = float(np.nanmean(lds_per_query(scores, subsets, outputs)))
-            tune[lam] = value
-            if best is None or value > tune[best]:
-                best, best_scores = lam, scores
+        best, best_scores, tune = best_by_tune_lds(
+            ((lam, total / len(members)) for lam, total in zip(lambdas, sums)), subsets, outputs)
         return best_scores, {"lambda_relative": best, "lambda_absolute": first["absolute"][best],
                              "tune_lds_by_lambda": {str(k): v for k, v in tune.items()},
                              "eigenvalue_scale": first["eigenvalue_scale"], "dual": first["dual"],

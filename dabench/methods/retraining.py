@@ -42,7 +42,6 @@ class EnsembleMixin:
 
     family = "trak"
     abbreviations = {**TRAK.abbreviations, "n_models": "S"}
-    single: str  # the single-model method whose scores the ensemble averages (its reference row)
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -167,23 +166,21 @@ class Datamodel(RetrainingMethod):
     name = "datamodel"
     label = "Datamodel"
     defaults = {"n_models": 16, "lambdas": RIDGE_GRID}
+    tunes_lambda = True
 
     def inputs(self, query_set):
         return {**super().inputs(query_set), "tune_subsets": layout.lds_subsets("tune"),
                 "tune_outputs": layout.lds_outputs("tune", query_set)}
 
     def score(self, inputs, query_set):
-        from dabench.metrics import lds_per_query
+        from dabench.metrics import best_by_tune_lds
 
         subsets, outputs, n_train = self.family_data(inputs)
         ridge = RidgeDatamodel(subsets, outputs, n_train)
         tune_subsets, tune_outputs = load_npy(inputs["tune_subsets"]), load_npy(inputs["tune_outputs"])
-        tune, best, best_w = {}, None, None
-        for lam in self.params["lambdas"]:
-            w = ridge.weights(lam)
-            tune[lam] = float(np.nanmean(lds_per_query(w, tune_subsets, tune_outputs)))
-            if best is None or tune[lam] > tune[best]:
-                best, best_w = lam, w
+        best, best_w, tune = best_by_tune_lds(
+            ((lam, ridge.weights(lam)) for lam in self.params["lambdas"]), tune_subsets,
+            tune_outputs)
         self.selection = {"lambda_relative": best, "lambda_absolute": best * ridge.scale,
                           "tune_lds_by_lambda": {str(k): v for k, v in tune.items()}}
         return best_w

@@ -37,6 +37,7 @@ class CheckpointMethod(GradientFeatureMethod):
     replay = False          # training side at the logged (t, ε) instead of the K timesteps
     unit = False            # ReTrac: normalise every single gradient
     has_self_influence = True
+    uses_checkpoints = True
 
     def __init__(self, **params):
         super().__init__(**params)

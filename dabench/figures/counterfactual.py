@@ -1,0 +1,55 @@
+"""Figures of the counterfactual evaluation: distance box plots (D-TRAK Figure 3) and the
+original-vs-counterfactual grid (Figure 4)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dabench.figures.style import TWO_COLUMN, image_grid, save, shade, show_image, style
+
+
+def plot_counterfactual_box(per_query, pdf_path, png_path):
+    """Two panels: pixel L2 (higher = the removed examples mattered more) and embedding cosine
+    (lower = more), one box per method, queries as points (D-TRAK Fig. 3)."""
+    plt = style()
+    methods = list(dict.fromkeys(per_query["method"]))
+    fig, axes = plt.subplots(1, 2, figsize=(TWO_COLUMN * 0.75, 1.9))
+    for ax, (key, title) in zip(axes, (("l2", "pixel L2 distance ↑"),
+                                       ("cosine", "embedding cosine similarity ↓"))):
+        data = [per_query.loc[per_query["method"] == m, key].to_numpy() for m in methods]
+        box = ax.boxplot(data, patch_artist=True, widths=0.55, medianprops={"color": "black"},
+                         flierprops={"markersize": 2})
+        families = [per_query.loc[per_query["method"] == m, "family"].iloc[0] for m in methods]
+        for j, (patch, fam) in enumerate(zip(box["boxes"], families)):
+            patch.set_facecolor(shade(fam, families[:j].count(fam), families.count(fam)))
+            patch.set_alpha(0.75)
+        for i, d in enumerate(data):
+            ax.scatter(np.full(len(d), i + 1) + np.linspace(-0.12, 0.12, len(d)), d, s=5,
+                       color="black", zorder=3)
+        ax.set_xticks(range(1, len(methods) + 1), methods, rotation=20, ha="right")
+        ax.set_title(title)
+    fig.tight_layout()
+    save(fig, pdf_path, png_path)
+    plt.close(fig)
+
+
+def plot_counterfactual_grid(results: dict, pdf_path, png_path):
+    """Rows = queries; columns = the original sample, then each method's counterfactual
+    regeneration from the same noise (D-TRAK Fig. 4). ``results``: label -> result dicts."""
+    plt = style()
+    labels = list(results)
+    queries = [int(r["query"]) for r in results[labels[0]]]
+    cols = 1 + len(labels)
+    size = min(0.75, (TWO_COLUMN - 0.3) / cols)
+    fig, axes = image_grid(plt, len(queries), cols, size, left=0.3, top=0.2)
+
+    for i, q in enumerate(queries):
+        first = results[labels[0]][i]
+        show_image(axes[i][0], first["original"])
+        axes[i][0].set_ylabel(f"#{q}", fontsize=6)
+        for j, label in enumerate(labels):
+            show_image(axes[i][j + 1], results[label][i]["counterfactual"])
+    for j, title in enumerate(["original"] + labels):
+        axes[0][j].set_title(title, fontsize=6, pad=2)
+    save(fig, pdf_path, png_path)
+    plt.close(fig)
