@@ -29,9 +29,17 @@ class ConfigError(ValueError):
     """A config key is unknown, has the wrong type, or an inconsistent value."""
 
 
+# The embedded default config: its method list is the schema's default for ``methods`` (the list
+# is written once, where a user reads it).
+DEFAULT_CONFIG_PATH = REPO_ROOT / "config.yaml"
+
+
 @functools.lru_cache(maxsize=1)
 def _parsed_schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    default = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())["methods"]
+    schema["properties"]["methods"]["default"] = default
+    return schema
 
 
 def load_schema() -> dict:

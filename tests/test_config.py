@@ -118,3 +118,12 @@ def test_the_readme_quotes_the_current_config_error():
     with pytest.raises(ConfigError) as err:
         config.validate({"lds": {"tset": 1}})
     assert str(err.value) == quoted.group(1)
+
+
+def test_the_default_method_list_is_written_once(repo):
+    """config.yaml holds the default methods; the schema file does not repeat them."""
+    import yaml
+
+    raw = yaml.safe_load((repo / "config.schema.yaml").read_text())
+    assert "default" not in raw["properties"]["methods"]
+    assert config.validate({})["methods"] == config.load(repo / "config.yaml")["methods"]
