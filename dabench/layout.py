@@ -19,6 +19,10 @@ TRAIN_DATA = "data/train.npz"
 VALIDATION_DATA = "data/validation.npz"
 DATASET_INFO = "data/dataset.json"
 FULL_MODEL = "models/full/model.safetensors"
+FULL_MODEL_META = "models/full/model.json"
+# Indices of D and of the validation queries in the source dataset, one per line.
+TRAIN_INDEX = "subsets/train.txt"
+VALIDATION_INDEX = "subsets/validation.txt"
 FULL_MODEL_CHECKPOINTS = "models/full/checkpoints"
 TRAINING_LOG = "models/full/training_log.npz"
 GENERATION = "generation/samples.npz"
@@ -46,6 +50,11 @@ def split_file(split: str) -> str:
 def split_key(split: str) -> str:
     """The array name of the images inside :func:`split_file`."""
     return "train_images" if split == "train" else "images"
+
+
+def subset_index_dir(family: str) -> str:
+    """Plain-text index files of a family's LDS subsets (``subset_NNNN.txt``)."""
+    return f"subsets/{family}"
 
 
 def lds_subsets(family: str) -> str:
@@ -162,6 +171,46 @@ def artefact_kind(relative: str) -> tuple[str, str] | None:
     return None
 
 
+def table(name: str, ext: str = "csv") -> str:
+    """A table of the run: ``tables/<name>.csv`` (tidy data) or ``.tex`` (booktabs)."""
+    return f"tables/{name}.{ext}"
+
+
+def figure(name: str, ext: str = "pdf") -> str:
+    """A figure of the run: ``figures/<name>.pdf`` (vector) or ``.png`` (preview)."""
+    return f"figures/{name}.{ext}"
+
+
+def scores_sidecar(method_id: str, query_set: str) -> str:
+    """The JSON beside :func:`scores`: parameters, inputs, seconds, what the method chose."""
+    return f"scores/{method_id}/{query_set}.json"
+
+
+def self_influence_sidecar(method_id: str) -> str:
+    return f"scores/{method_id}/self.json"
+
+
+def feature_sidecar(model: str, feature_id: str, split: str) -> str:
+    """The JSON beside :func:`features`: timing, projection, gradient plan."""
+    return f"features/{model}/{feature_id}/{split}.json"
+
+
+def feature_shard(model: str, feature_id: str, shard: int | str, suffix: str = "npy") -> str:
+    """One of the training set's feature shards (``features.train_shards`` > 1): its rows
+    (``npy``), their norms (``norms.npy``) or its sidecar (``json``)."""
+    return f"features/{model}/{feature_id}/shards/train.{shard}.{suffix}"
+
+
+def benchmark(name: str) -> str:
+    """Snakemake's benchmark record of a job (wall time, memory): ``benchmarks/<name>.tsv``."""
+    return f"benchmarks/{name}.tsv"
+
+
+def counterfactual_result(method_id: str, query: int | str) -> str:
+    q = query if isinstance(query, str) else f"{int(query):04d}"
+    return f"counterfactual/{method_id}/query{q}.npz"
+
+
 def run_dir_of(path, relative: str):
     """The run folder ``results/<name>`` of ``path``, which is ``relative`` inside it."""
     path, relative = Path(path), Path(relative)
@@ -174,6 +223,7 @@ SHAPLEY_WAYS = ("retrain", "finetune", "sparse")
 SHAPLEY_DESIGN = "shapley/design.npz"
 SHAPLEY_GROUPS = "shapley/groups.json"
 SHAPLEY_REFERENCE = "shapley/reference.npz"
+SHAPLEY_REFERENCE_VALUES = "shapley/reference.json"   # F of the full model's samples
 SHAPLEY_PRUNED = "models/shapley/pruned.safetensors"
 
 

@@ -2,8 +2,8 @@ rule compute_scores:
     input:
         unpack(method_inputs),
     output:
-        scores=[run_path(f"scores/{{method_id}}/{qs}.npy") for qs in QUERY_SETS],
-        sidecars=[run_path(f"scores/{{method_id}}/{qs}.json") for qs in QUERY_SETS],
+        scores=[run_path(layout.scores("{method_id}", qs)) for qs in QUERY_SETS],
+        sidecars=[run_path(layout.scores_sidecar("{method_id}", qs)) for qs in QUERY_SETS],
     log:
         log_path("compute_scores/{method_id}"),
     benchmark:
@@ -27,8 +27,8 @@ use rule compute_scores as compute_generation_scores with:
     input:
         unpack(method_inputs),
     output:
-        scores=[run_path("scores/{method_id}/generation.npy")],
-        sidecars=[run_path("scores/{method_id}/generation.json")],
+        scores=[run_path(layout.scores("{method_id}", "generation"))],
+        sidecars=[run_path(layout.scores_sidecar("{method_id}", "generation"))],
     wildcard_constraints:
         method_id=one_of(GENERATION_ONLY),
     resources:
@@ -43,8 +43,8 @@ rule compute_self_influence:
     input:
         unpack(self_influence_inputs(RUN)),
     output:
-        values=run_path("scores/{method_id}/self.npy"),
-        sidecar=run_path("scores/{method_id}/self.json"),
+        values=run_path(layout.self_influence("{method_id}")),
+        sidecar=run_path(layout.self_influence_sidecar("{method_id}")),
     log:
         log_path("compute_self_influence/{method_id}"),
     wildcard_constraints:

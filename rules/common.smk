@@ -161,14 +161,14 @@ def log_path(name):
 
 
 def bench_path(name):
-    return run_path(f"benchmarks/{name}.tsv")
+    return run_path(layout.benchmark(name))
 
 
 def figure(name, category):
     """The PNG of figures/<name>, marked for the HTML report (`make report`) with the caption
     report/<name>.rst (which says which figure of which paper it is)."""
     return report(
-        run_path(f"figures/{name}.png"), caption=f"../report/{name}.rst", category=category
+        run_path(layout.figure(name, "png")), caption=f"../report/{name}.rst", category=category
     )
 
 
@@ -216,7 +216,7 @@ def embedder_inputs(wildcards=None):
 
 
 def counterfactual_result(method_id, query):
-    return run_path(f"counterfactual/{method_id}/query{int(query):04d}.npz")
+    return run_path(layout.counterfactual_result(method_id, query))
 
 
 def counterfactual_results(wildcards=None):
@@ -233,10 +233,10 @@ def counterfactual_scores(wildcards):
 def counterfactual_outputs():
     if not COUNTERFACTUAL:
         return []
-    tables = [run_path(f"tables/counterfactual.{ext}") for ext in ("csv", "tex")]
-    tables.append(run_path("tables/counterfactual_per_query.csv"))
+    tables = [run_path(layout.table("counterfactual", ext)) for ext in ("csv", "tex")]
+    tables.append(run_path(layout.table("counterfactual_per_query")))
     figures = [
-        run_path(f"figures/counterfactual_{n}.{ext}")
+        run_path(layout.figure(f"counterfactual_{n}", ext))
         for n in ("box", "grid")
         for ext in ("pdf", "png")
     ]
@@ -256,9 +256,11 @@ def retrac_outputs():
     ]
     if OUTLIER_TABLES:
         names += ["retrac_outliers", "retrac_source_tracing"]
-    tables = [run_path(f"tables/{n}.{ext}") for n in names for ext in ("csv", "tex")]
-    tables += [run_path(f"tables/retrac_{n}_points.csv") for n in ("correlation", "manipulation")]
-    figures = [run_path(f"figures/{n}.{ext}") for n in names for ext in ("pdf", "png")]
+    tables = [run_path(layout.table(n, ext)) for n in names for ext in ("csv", "tex")]
+    tables += [
+        run_path(layout.table(f"retrac_{n}_points")) for n in ("correlation", "manipulation")
+    ]
+    figures = [run_path(layout.figure(n, ext)) for n in names for ext in ("pdf", "png")]
     return tables + figures
 
 
@@ -304,7 +306,7 @@ def retrac_figure_inputs(wildcards=None):
         names += ["outliers", "source_tracing"]
     # The LDS table picks each family's best method for the targeted-attribution figure.
     return {
-        **{n: run_path(f"tables/retrac_{n}.csv") for n in names},
+        **{n: run_path(layout.table(f"retrac_{n}")) for n in names},
         "lds": run_path(layout.LDS_TABLE),
     }
 
@@ -332,7 +334,7 @@ def retraining_records(wildcards=None):
 def lambda_sidecars(wildcards=None):
     """Scores sidecars of the methods that chose λ on the tune subsets."""
     return [
-        run_path(f"scores/{m}/{qs}.json")
+        run_path(layout.scores_sidecar(m, qs))
         for m, qs in SCORED
         if build_method(config["methods"][m]).tunes_lambda
     ]
@@ -351,31 +353,31 @@ def report_table_inputs(wildcards=None):
 def result_outputs():
     targets = [
         run_path(layout.LDS_TABLE),
-        run_path("tables/lds.tex"),
-        run_path("figures/lds.pdf"),
-        run_path("figures/lds.png"),
+        run_path(layout.table("lds", "tex")),
+        run_path(layout.figure("lds")),
+        run_path(layout.figure("lds", "png")),
     ]
     targets += [run_path(layout.lds_outputs(f, qs)) for f in ("tune", "test") for qs in QUERY_SETS]
     if ABLATIONS:
-        targets += [run_path(f"tables/ablations.{ext}") for ext in ("csv", "tex")]
-        targets += [run_path(f"figures/ablations.{ext}") for ext in ("pdf", "png")]
+        targets += [run_path(layout.table("ablations", ext)) for ext in ("csv", "tex")]
+        targets += [run_path(layout.figure("ablations", ext)) for ext in ("pdf", "png")]
     if lambda_sidecars():
-        targets.append(run_path("tables/lambda.csv"))
+        targets.append(run_path(layout.table("lambda")))
     targets += [run_path(layout.self_influence(m)) for m in SELF_INFLUENCE_METHODS]
     if retraining_records():
-        targets += [run_path(f"tables/retraining.{ext}") for ext in ("csv", "tex")]
-        targets += [run_path(f"figures/retraining.{ext}") for ext in ("pdf", "png")]
+        targets += [run_path(layout.table("retraining", ext)) for ext in ("csv", "tex")]
+        targets += [run_path(layout.figure("retraining", ext)) for ext in ("pdf", "png")]
     targets += retrac_outputs()
     targets += counterfactual_outputs()
     targets += shapley_outputs()
-    targets += [run_path(f"tables/cost.{ext}") for ext in ("csv", "tex")]
-    targets += [run_path(f"figures/cost.{ext}") for ext in ("pdf", "png")]
+    targets += [run_path(layout.table("cost", ext)) for ext in ("csv", "tex")]
+    targets += [run_path(layout.figure("cost", ext)) for ext in ("pdf", "png")]
     names = (["proponents"] if PROPONENTS else []) + (
         ["self_influence"] if SELF_INFLUENCE_METHODS else []
     )
     if OUTLIER_TABLES:
         names += ["retrac_outlier_proponents", "retrac_outlier_self_influence"]
-    targets += [run_path(f"figures/{n}.{ext}") for n in names for ext in ("pdf", "png")]
+    targets += [run_path(layout.figure(n, ext)) for n in names for ext in ("pdf", "png")]
     return targets
 
 
@@ -424,20 +426,20 @@ def shapley_counterfactual_results(wildcards=None):
 
 
 SHAPLEY_OUTPUTS = {
-    "lds_csv": "tables/shapley_lds.csv",
-    "lds_tex": "tables/shapley_lds.tex",
-    "runtime_csv": "tables/shapley_runtime.csv",
-    "runtime_tex": "tables/shapley_runtime.tex",
-    "budget_csv": "tables/shapley_budget.csv",
-    "budget_pdf": "figures/shapley_budget.pdf",
-    "budget_png": "figures/shapley_budget.png",
-    "cf_csv": "tables/shapley_counterfactual.csv",
-    "cf_tex": "tables/shapley_counterfactual.tex",
-    "cf_pdf": "figures/shapley_counterfactual.pdf",
-    "cf_png": "figures/shapley_counterfactual.png",
-    "grid_pdf": "figures/shapley_samples.pdf",
-    "grid_png": "figures/shapley_samples.png",
-    "values_csv": "tables/shapley_values.csv",
+    "lds_csv": layout.table("shapley_lds"),
+    "lds_tex": layout.table("shapley_lds", "tex"),
+    "runtime_csv": layout.table("shapley_runtime"),
+    "runtime_tex": layout.table("shapley_runtime", "tex"),
+    "budget_csv": layout.table("shapley_budget"),
+    "budget_pdf": layout.figure("shapley_budget"),
+    "budget_png": layout.figure("shapley_budget", "png"),
+    "cf_csv": layout.table("shapley_counterfactual"),
+    "cf_tex": layout.table("shapley_counterfactual", "tex"),
+    "cf_pdf": layout.figure("shapley_counterfactual"),
+    "cf_png": layout.figure("shapley_counterfactual", "png"),
+    "grid_pdf": layout.figure("shapley_samples"),
+    "grid_png": layout.figure("shapley_samples", "png"),
+    "values_csv": layout.table("shapley_values"),
 }
 
 

@@ -8,7 +8,7 @@ rule counterfactual_retrain:
         train=run_path(layout.TRAIN_DATA),
         generation=run_path(layout.GENERATION),
     output:
-        result=run_path("counterfactual/{cf_method}/query{query}.npz"),
+        result=run_path(layout.counterfactual_result("{cf_method}", "{query}")),
         model=run_path("models/counterfactual/{cf_method}/query{query}.safetensors"),
     log:
         log_path("counterfactual_retrain/{cf_method}_{query}"),
@@ -37,9 +37,9 @@ rule counterfactual_tables:
         unpack(embedder_inputs),
         results=[r for rs in counterfactual_results().values() for r in rs],
     output:
-        csv=run_path("tables/counterfactual.csv"),
-        tex=run_path("tables/counterfactual.tex"),
-        per_query=run_path("tables/counterfactual_per_query.csv"),
+        csv=run_path(layout.table("counterfactual")),
+        tex=run_path(layout.table("counterfactual", "tex")),
+        per_query=run_path(layout.table("counterfactual_per_query")),
     log:
         log_path("counterfactual_tables"),
     localrule: True
@@ -55,15 +55,15 @@ rule counterfactual_tables:
 
 rule plot_counterfactual:
     input:
-        per_query=run_path("tables/counterfactual_per_query.csv"),
+        per_query=run_path(layout.table("counterfactual_per_query")),
         results=[r for rs in counterfactual_results().values() for r in rs],
     output:
         box=[
-            run_path("figures/counterfactual_box.pdf"),
+            run_path(layout.figure("counterfactual_box")),
             figure("counterfactual_box", "3. Counterfactual evaluation"),
         ],
         grid=[
-            run_path("figures/counterfactual_grid.pdf"),
+            run_path(layout.figure("counterfactual_grid")),
             figure("counterfactual_grid", "3. Counterfactual evaluation"),
         ],
     log:

@@ -3,8 +3,8 @@ rule prepare_dataset:
         train=run_path(layout.TRAIN_DATA),
         validation=run_path(layout.VALIDATION_DATA),
         info=run_path(layout.DATASET_INFO),
-        train_index=run_path("subsets/train.txt"),
-        validation_index=run_path("subsets/validation.txt"),
+        train_index=run_path(layout.TRAIN_INDEX),
+        validation_index=run_path(layout.VALIDATION_INDEX),
     log:
         log_path("prepare_dataset"),
     conda:

@@ -1,11 +1,11 @@
 rule evaluate_lds:
     input:
-        scores=[run_path(f"scores/{{method_id}}/{qs}.npy") for qs in QUERY_SETS],
-        sidecars=[run_path(f"scores/{{method_id}}/{qs}.json") for qs in QUERY_SETS],
+        scores=[run_path(layout.scores("{method_id}", qs)) for qs in QUERY_SETS],
+        sidecars=[run_path(layout.scores_sidecar("{method_id}", qs)) for qs in QUERY_SETS],
         outputs=[run_path(layout.lds_outputs("test", qs)) for qs in QUERY_SETS],
         subsets=run_path(layout.lds_subsets("test")),
     output:
-        records=[run_path(f"evaluation/lds/test/{{method_id}}/{qs}.json") for qs in QUERY_SETS],
+        records=[run_path(layout.lds_result("{method_id}", qs)) for qs in QUERY_SETS],
     log:
         log_path("evaluate_lds/{method_id}"),
     wildcard_constraints:
@@ -24,12 +24,12 @@ rule evaluate_lds:
 
 use rule evaluate_lds as evaluate_lds_generation with:
     input:
-        scores=[run_path("scores/{method_id}/generation.npy")],
-        sidecars=[run_path("scores/{method_id}/generation.json")],
+        scores=[run_path(layout.scores("{method_id}", "generation"))],
+        sidecars=[run_path(layout.scores_sidecar("{method_id}", "generation"))],
         outputs=[run_path(layout.lds_outputs("test", "generation"))],
         subsets=run_path(layout.lds_subsets("test")),
     output:
-        records=[run_path("evaluation/lds/test/{method_id}/generation.json")],
+        records=[run_path(layout.lds_result("{method_id}", "generation"))],
     wildcard_constraints:
         method_id=one_of(GENERATION_ONLY),
     localrule: True

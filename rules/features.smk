@@ -9,10 +9,13 @@ rule featurize:
         model=model_input(RUN),
         images=[run_path(layout.split_file(s)) for s in FEATURIZE_SPLITS],
     output:
-        features=[run_path(f"features/{{model}}/{{feature_id}}/{s}.npy") for s in FEATURIZE_SPLITS],
-        sidecars=[run_path(f"features/{{model}}/{{feature_id}}/{s}.json") for s in FEATURIZE_SPLITS],
+        features=[run_path(layout.features("{model}", "{feature_id}", s)) for s in FEATURIZE_SPLITS],
+        sidecars=[
+            run_path(layout.feature_sidecar("{model}", "{feature_id}", s))
+            for s in FEATURIZE_SPLITS
+        ],
         norms=[
-            run_path(f"features/{{model}}/{{feature_id}}/{s}.norms.npy") for s in FEATURIZE_SPLITS
+            run_path(layout.feature_norms("{model}", "{feature_id}", s)) for s in FEATURIZE_SPLITS
         ],
     log:
         log_path("featurize/{model}_{feature_id}"),
@@ -41,9 +44,9 @@ use rule featurize as featurize_replay with:
         images=[run_path(layout.TRAIN_DATA)],
         training_log=run_path(layout.TRAINING_LOG),
     output:
-        features=[run_path("features/{model}/{feature_id}/train.npy")],
-        sidecars=[run_path("features/{model}/{feature_id}/train.json")],
-        norms=[run_path("features/{model}/{feature_id}/train.norms.npy")],
+        features=[run_path(layout.features("{model}", "{feature_id}", "train"))],
+        sidecars=[run_path(layout.feature_sidecar("{model}", "{feature_id}", "train"))],
+        norms=[run_path(layout.feature_norms("{model}", "{feature_id}", "train"))],
     wildcard_constraints:
         model=r"step\d{6}",
         feature_id=r"[a-z0-9-]+_replay_e1_[a-z_]+?\d*",
@@ -62,9 +65,9 @@ use rule featurize as featurize_journey with:
         images=[run_path(layout.GENERATION)],
         trajectory=run_path(layout.TRAJECTORY),
     output:
-        features=[run_path("features/{model}/{feature_id}/generation.npy")],
-        sidecars=[run_path("features/{model}/{feature_id}/generation.json")],
-        norms=[run_path("features/{model}/{feature_id}/generation.norms.npy")],
+        features=[run_path(layout.features("{model}", "{feature_id}", "generation"))],
+        sidecars=[run_path(layout.feature_sidecar("{model}", "{feature_id}", "generation"))],
+        norms=[run_path(layout.feature_norms("{model}", "{feature_id}", "generation"))],
     wildcard_constraints:
         model="full",
         feature_id=r"loss_journey_e1_[a-z_]+?\d*",
@@ -84,9 +87,9 @@ if TRAIN_SHARDS > 1:
             model=model_input(RUN),
             images=run_path(layout.TRAIN_DATA),
         output:
-            features=run_path("features/{model}/{feature_id}/shards/train.{shard}.npy"),
-            sidecar=run_path("features/{model}/{feature_id}/shards/train.{shard}.json"),
-            norms=run_path("features/{model}/{feature_id}/shards/train.{shard}.norms.npy"),
+            features=run_path(layout.feature_shard("{model}", "{feature_id}", "{shard}")),
+            sidecar=run_path(layout.feature_shard("{model}", "{feature_id}", "{shard}", "json")),
+            norms=run_path(layout.feature_shard("{model}", "{feature_id}", "{shard}", "norms.npy")),
         log:
             log_path("featurize/{model}_{feature_id}_shard{shard}"),
         benchmark:
@@ -110,13 +113,13 @@ if TRAIN_SHARDS > 1:
     rule merge_feature_shards:
         input:
             shards=[
-                run_path(f"features/{{model}}/{{feature_id}}/shards/train.{i}.npy")
+                run_path(layout.feature_shard("{model}", "{feature_id}", i))
                 for i in range(TRAIN_SHARDS)
             ],
         output:
-            features=run_path("features/{model}/{feature_id}/train.npy"),
-            sidecar=run_path("features/{model}/{feature_id}/train.json"),
-            norms=run_path("features/{model}/{feature_id}/train.norms.npy"),
+            features=run_path(layout.features("{model}", "{feature_id}", "train")),
+            sidecar=run_path(layout.feature_sidecar("{model}", "{feature_id}", "train")),
+            norms=run_path(layout.feature_norms("{model}", "{feature_id}", "train")),
         log:
             log_path("featurize/{model}_{feature_id}_merge"),
         benchmark:

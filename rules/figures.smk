@@ -6,7 +6,7 @@ rule make_lds_table:
         records=lds_records,
     output:
         csv=run_path(layout.LDS_TABLE),
-        tex=run_path("tables/lds.tex"),
+        tex=run_path(layout.table("lds", "tex")),
     log:
         log_path("make_lds_table"),
     localrule: True
@@ -20,7 +20,7 @@ rule plot_lds:
     input:
         csv=run_path(layout.LDS_TABLE),
     output:
-        pdf=run_path("figures/lds.pdf"),
+        pdf=run_path(layout.figure("lds")),
         png=figure("lds", "1. LDS benchmark"),
     log:
         log_path("plot_lds"),
@@ -36,9 +36,9 @@ rule make_ablation_tables:
         records=ablation_records,
         sidecars=lambda_sidecars,
     output:
-        csv=run_path("tables/ablations.csv"),
-        tex=run_path("tables/ablations.tex"),
-        lambda_csv=run_path("tables/lambda.csv"),
+        csv=run_path(layout.table("ablations")),
+        tex=run_path(layout.table("ablations", "tex")),
+        lambda_csv=run_path(layout.table("lambda")),
     log:
         log_path("make_ablation_tables"),
     localrule: True
@@ -52,10 +52,10 @@ rule make_ablation_tables:
 
 rule plot_ablations:
     input:
-        csv=run_path("tables/ablations.csv"),
-        lambda_csv=run_path("tables/lambda.csv"),
+        csv=run_path(layout.table("ablations")),
+        lambda_csv=run_path(layout.table("lambda")),
     output:
-        pdf=run_path("figures/ablations.pdf"),
+        pdf=run_path(layout.figure("ablations")),
         png=figure("ablations", "1. LDS benchmark"),
     log:
         log_path("plot_ablations"),
@@ -71,9 +71,9 @@ rule make_retraining_table:
     input:
         records=retraining_records,
     output:
-        csv=run_path("tables/retraining.csv"),
-        tex=run_path("tables/retraining.tex"),
-        pdf=run_path("figures/retraining.pdf"),
+        csv=run_path(layout.table("retraining")),
+        tex=run_path(layout.table("retraining", "tex")),
+        pdf=run_path(layout.figure("retraining")),
         png=figure("retraining", "1. LDS benchmark"),
     log:
         log_path("make_retraining_table"),

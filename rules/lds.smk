@@ -5,8 +5,8 @@ rule draw_lds_subsets:
     output:
         tune=run_path(layout.lds_subsets("tune")),
         test=run_path(layout.lds_subsets("test")),
-        tune_index=directory(run_path("subsets/tune")),
-        test_index=directory(run_path("subsets/test")),
+        tune_index=directory(run_path(layout.subset_index_dir("tune"))),
+        test_index=directory(run_path(layout.subset_index_dir("test"))),
     log:
         log_path("draw_lds_subsets"),
     localrule: True
@@ -29,7 +29,7 @@ rule draw_datamodel_subsets:
         exclude=[run_path(layout.lds_subsets(f)) for f in ("tune", "test")],
     output:
         subsets=run_path(layout.lds_subsets(layout.DATAMODEL)),
-        index=directory(run_path(f"subsets/{layout.DATAMODEL}")),
+        index=directory(run_path(layout.subset_index_dir(layout.DATAMODEL))),
     log:
         log_path("draw_datamodel_subsets"),
     localrule: True
@@ -49,10 +49,10 @@ rule train_lds_models:
     input:
         unpack(query_inputs),
         train=run_path(layout.TRAIN_DATA),
-        subsets=run_path("lds/{family}/subsets.npy"),
+        subsets=run_path(layout.lds_subsets("{family}")),
     output:
-        chunk=run_path("lds/{family}/retrains/chunk{chunk}.npz"),
-        models=directory(run_path("models/lds/{family}/chunk{chunk}")),
+        chunk=run_path(layout.lds_chunk("{family}", "{chunk}")),
+        models=directory(run_path(layout.retrain_dir("{family}", "{chunk}"))),
     log:
         log_path("train_lds_models/{family}_{chunk}"),
     benchmark:
@@ -102,7 +102,7 @@ rule compute_lds_ceiling:
     input:
         per_seed=run_path("lds/test/{query_set}_outputs_per_seed.npy"),
     output:
-        record=run_path("evaluation/lds/test/ceiling/{query_set}.json"),
+        record=run_path(layout.lds_result("ceiling", "{query_set}")),
     log:
         log_path("compute_lds_ceiling/{query_set}"),
     localrule: True

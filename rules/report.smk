@@ -7,7 +7,7 @@ rule plot_proponents:
         train=run_path(layout.TRAIN_DATA),
         queries=run_path(layout.query_file(PROPONENT_SET)),
     output:
-        pdf=run_path("figures/proponents.pdf"),
+        pdf=run_path(layout.figure("proponents")),
         png=figure("proponents", "2. Proponents and self-influence"),
     log:
         log_path("plot_proponents"),
@@ -29,7 +29,7 @@ use rule plot_proponents as plot_outlier_proponents with:
         train=f"{OUTLIER_ROOT}/{layout.TRAIN_DATA}",
         queries=f"{OUTLIER_ROOT}/{layout.VALIDATION_DATA}",
     output:
-        pdf=run_path("figures/retrac_outlier_proponents.pdf"),
+        pdf=run_path(layout.figure("retrac_outlier_proponents")),
         png=figure("retrac_outlier_proponents", "4. Diffusion-ReTrac"),
     log:
         log_path("plot_outlier_proponents"),
@@ -46,7 +46,7 @@ rule plot_self_influence:
         train=run_path(layout.TRAIN_DATA),
         values=[run_path(layout.self_influence(m)) for m in SELF_INFLUENCE_METHODS],
     output:
-        pdf=run_path("figures/self_influence.pdf"),
+        pdf=run_path(layout.figure("self_influence")),
         png=figure("self_influence", "2. Proponents and self-influence"),
     log:
         log_path("plot_self_influence"),
@@ -66,7 +66,7 @@ use rule plot_self_influence as plot_outlier_self_influence with:
         train=f"{OUTLIER_ROOT}/{layout.TRAIN_DATA}",
         values=[f"{OUTLIER_ROOT}/{layout.self_influence(m)}" for m in SELF_INFLUENCE_METHODS],
     output:
-        pdf=run_path("figures/retrac_outlier_self_influence.pdf"),
+        pdf=run_path(layout.figure("retrac_outlier_self_influence")),
         png=figure("retrac_outlier_self_influence", "4. Diffusion-ReTrac"),
     log:
         log_path("plot_outlier_self_influence"),
@@ -81,11 +81,11 @@ use rule plot_self_influence as plot_outlier_self_influence with:
 rule cost_accounting:
     input:
         lds=run_path(layout.LDS_TABLE),
-        sidecars=[run_path(f"scores/{m}/{qs}.json") for m, qs in SCORED],
+        sidecars=[run_path(layout.scores_sidecar(m, qs)) for m, qs in SCORED],
     output:
-        csv=run_path("tables/cost.csv"),
-        tex=run_path("tables/cost.tex"),
-        pdf=run_path("figures/cost.pdf"),
+        csv=run_path(layout.table("cost")),
+        tex=run_path(layout.table("cost", "tex")),
+        pdf=run_path(layout.figure("cost")),
         png=figure("cost", "1. LDS benchmark"),
     log:
         log_path("cost_accounting"),

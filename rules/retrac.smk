@@ -12,16 +12,16 @@ rule retrac_norm_analyses:
         training_log=run_path(layout.TRAINING_LOG),
         checkpoints=list(retrac_checkpoints(RUN).values()),
     output:
-        norms=run_path("tables/retrac_norms.csv"),
-        norms_tex=run_path("tables/retrac_norms.tex"),
-        single_example=run_path("tables/retrac_single_example.csv"),
-        single_example_tex=run_path("tables/retrac_single_example.tex"),
-        correlation=run_path("tables/retrac_correlation.csv"),
-        correlation_tex=run_path("tables/retrac_correlation.tex"),
-        correlation_points=run_path("tables/retrac_correlation_points.csv"),
-        manipulation=run_path("tables/retrac_manipulation.csv"),
-        manipulation_tex=run_path("tables/retrac_manipulation.tex"),
-        manipulation_points=run_path("tables/retrac_manipulation_points.csv"),
+        norms=run_path(layout.table("retrac_norms")),
+        norms_tex=run_path(layout.table("retrac_norms", "tex")),
+        single_example=run_path(layout.table("retrac_single_example")),
+        single_example_tex=run_path(layout.table("retrac_single_example", "tex")),
+        correlation=run_path(layout.table("retrac_correlation")),
+        correlation_tex=run_path(layout.table("retrac_correlation", "tex")),
+        correlation_points=run_path(layout.table("retrac_correlation_points")),
+        manipulation=run_path(layout.table("retrac_manipulation")),
+        manipulation_tex=run_path(layout.table("retrac_manipulation", "tex")),
+        manipulation_points=run_path(layout.table("retrac_manipulation_points")),
     log:
         log_path("retrac_norm_analyses"),
     benchmark:
@@ -50,8 +50,8 @@ rule retrac_targeted:
     input:
         scores=[run_path(layout.scores(m, qs)) for m, qs in SCORED],
     output:
-        csv=run_path("tables/retrac_targeted.csv"),
-        tex=run_path("tables/retrac_targeted.tex"),
+        csv=run_path(layout.table("retrac_targeted")),
+        tex=run_path(layout.table("retrac_targeted", "tex")),
     log:
         log_path("retrac_targeted"),
     localrule: True
@@ -76,7 +76,7 @@ rule plot_retrac:
             for n in ["norms", "single_example", "correlation", "manipulation", "targeted"]
             + (["outliers", "source_tracing"] if OUTLIER_TABLES else [])
             for path in (
-                run_path(f"figures/retrac_{n}.pdf"),
+                run_path(layout.figure(f"retrac_{n}")),
                 figure(f"retrac_{n}", "4. Diffusion-ReTrac"),
             )
         ],
@@ -97,8 +97,8 @@ use rule prepare_dataset as prepare_outlier_dataset with:
         train=out_path(layout.TRAIN_DATA),
         validation=out_path(layout.VALIDATION_DATA),
         info=out_path(layout.DATASET_INFO),
-        train_index=out_path("subsets/train.txt"),
-        validation_index=out_path("subsets/validation.txt"),
+        train_index=out_path(layout.TRAIN_INDEX),
+        validation_index=out_path(layout.VALIDATION_INDEX),
     log:
         log_path("outliers/prepare_dataset"),
     resources:
@@ -113,13 +113,13 @@ use rule train_full_model as train_outlier_model with:
         train=out_path(layout.TRAIN_DATA),
     output:
         model=out_path(layout.FULL_MODEL),
-        sidecar=out_path("models/full/model.json"),
+        sidecar=out_path(layout.FULL_MODEL_META),
         training_log=out_path(layout.TRAINING_LOG),
         checkpoints=[out_path(layout.checkpoint(s)) for s in config["train"]["checkpoint_steps"]],
     log:
         log_path("outliers/train_full_model"),
     benchmark:
-        out_path("benchmarks/train_full_model.tsv")
+        out_path(layout.benchmark("train_full_model"))
     resources:
         **resources_of("train_outlier_model"),
     params:
@@ -135,20 +135,21 @@ use rule featurize as featurize_outliers with:
         images=[out_path(layout.split_file(s)) for s in ("train", "validation")],
     output:
         features=[
-            out_path(f"features/{{model}}/{{feature_id}}/{s}.npy") for s in ("train", "validation")
+            out_path(layout.features("{model}", "{feature_id}", s))
+            for s in ("train", "validation")
         ],
         sidecars=[
-            out_path(f"features/{{model}}/{{feature_id}}/{s}.json")
+            out_path(layout.feature_sidecar("{model}", "{feature_id}", s))
             for s in ("train", "validation")
         ],
         norms=[
-            out_path(f"features/{{model}}/{{feature_id}}/{s}.norms.npy")
+            out_path(layout.feature_norms("{model}", "{feature_id}", s))
             for s in ("train", "validation")
         ],
     log:
         log_path("outliers/featurize/{model}_{feature_id}"),
     benchmark:
-        out_path("benchmarks/featurize/{model}_{feature_id}.tsv")
+        out_path(layout.benchmark("featurize/{model}_{feature_id}"))
     resources:
         **resources_of("featurize_outliers"),
     params:
@@ -163,13 +164,13 @@ use rule featurize_replay as featurize_replay_outliers with:
         images=[out_path(layout.TRAIN_DATA)],
         training_log=out_path(layout.TRAINING_LOG),
     output:
-        features=[out_path("features/{model}/{feature_id}/train.npy")],
-        sidecars=[out_path("features/{model}/{feature_id}/train.json")],
-        norms=[out_path("features/{model}/{feature_id}/train.norms.npy")],
+        features=[out_path(layout.features("{model}", "{feature_id}", "train"))],
+        sidecars=[out_path(layout.feature_sidecar("{model}", "{feature_id}", "train"))],
+        norms=[out_path(layout.feature_norms("{model}", "{feature_id}", "train"))],
     log:
         log_path("outliers/featurize/{model}_{feature_id}"),
     benchmark:
-        out_path("benchmarks/featurize/{model}_{feature_id}.tsv")
+        out_path(layout.benchmark("featurize/{model}_{feature_id}"))
     resources:
         **resources_of("featurize_replay_outliers"),
     params:
@@ -182,12 +183,12 @@ use rule compute_scores as compute_outlier_scores with:
     input:
         unpack(outlier_method_inputs),
     output:
-        scores=[out_path("scores/{method_id}/validation.npy")],
-        sidecars=[out_path("scores/{method_id}/validation.json")],
+        scores=[out_path(layout.scores("{method_id}", "validation"))],
+        sidecars=[out_path(layout.scores_sidecar("{method_id}", "validation"))],
     log:
         log_path("outliers/compute_scores/{method_id}"),
     benchmark:
-        out_path("benchmarks/compute_scores/{method_id}.tsv")
+        out_path(layout.benchmark("compute_scores/{method_id}"))
     wildcard_constraints:
         method_id="|".join(map(re.escape, CHECKPOINT_METHODS)) or "NO_METHOD",
     resources:
@@ -201,8 +202,8 @@ use rule compute_self_influence as compute_outlier_self_influence with:
     input:
         unpack(self_influence_inputs(OUT)),
     output:
-        values=out_path("scores/{method_id}/self.npy"),
-        sidecar=out_path("scores/{method_id}/self.json"),
+        values=out_path(layout.self_influence("{method_id}")),
+        sidecar=out_path(layout.self_influence_sidecar("{method_id}")),
     log:
         log_path("outliers/compute_self_influence/{method_id}"),
     resources:
@@ -219,10 +220,10 @@ rule retrac_outlier_tables:
         validation=f"{OUTLIER_ROOT}/{layout.VALIDATION_DATA}",
         info=f"{OUTLIER_ROOT}/{layout.DATASET_INFO}",
     output:
-        outliers=run_path("tables/retrac_outliers.csv"),
-        outliers_tex=run_path("tables/retrac_outliers.tex"),
-        source_tracing=run_path("tables/retrac_source_tracing.csv"),
-        source_tracing_tex=run_path("tables/retrac_source_tracing.tex"),
+        outliers=run_path(layout.table("retrac_outliers")),
+        outliers_tex=run_path(layout.table("retrac_outliers", "tex")),
+        source_tracing=run_path(layout.table("retrac_source_tracing")),
+        source_tracing_tex=run_path(layout.table("retrac_source_tracing", "tex")),
     log:
         log_path("retrac_outlier_tables"),
     localrule: True

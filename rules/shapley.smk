@@ -27,7 +27,7 @@ rule shapley_reference:
         classifier=run_path(layout.EMBEDDER_MODEL),
     output:
         reference=run_path(layout.SHAPLEY_REFERENCE),
-        json=run_path("shapley/reference.json"),
+        json=run_path(layout.SHAPLEY_REFERENCE_VALUES),
     log:
         log_path("shapley_reference"),
     benchmark:
@@ -80,7 +80,7 @@ rule shapley_submodels:
         classifier=run_path(layout.EMBEDDER_MODEL),
         full=run_path(layout.FULL_MODEL),
     output:
-        chunk=run_path("shapley/models/{sfamily}/{way}/chunk{chunk}.npz"),
+        chunk=run_path(layout.shapley_chunk("{sfamily}", "{way}", "{chunk}")),
     log:
         log_path("shapley_submodels/{sfamily}_{way}_{chunk}"),
     benchmark:
@@ -107,10 +107,10 @@ rule shapley_submodels:
 rule shapley_values:
     input:
         design=run_path(layout.SHAPLEY_DESIGN),
-        reference=run_path("shapley/reference.json"),
+        reference=run_path(layout.SHAPLEY_REFERENCE_VALUES),
         chunks=lambda wc: shapley_chunks("kernel", wc.way),
     output:
-        json=run_path("shapley/values/{way}.json"),
+        json=run_path(layout.shapley_attribution("shapley-{way}")),
     log:
         log_path("shapley_values/{way}"),
     localrule: True
@@ -123,9 +123,9 @@ rule shapley_values:
 rule shapley_baseline:
     input:
         design=run_path(layout.SHAPLEY_DESIGN),
-        scores=run_path("scores/{method_id}/generation.npy"),
+        scores=run_path(layout.scores("{method_id}", "generation")),
     output:
-        json=run_path("shapley/baselines/{method_id}.json"),
+        json=run_path(layout.shapley_attribution("{method_id}.mean")),
     log:
         log_path("shapley_baseline/{method_id}"),
     localrule: True
@@ -145,7 +145,7 @@ rule shapley_counterfactual:
         reference=run_path(layout.SHAPLEY_REFERENCE),
         classifier=run_path(layout.EMBEDDER_MODEL),
     output:
-        result=run_path("shapley/counterfactual/{cf_key}.npz"),
+        result=run_path(layout.shapley_counterfactual("{cf_key}")),
     log:
         log_path("shapley_counterfactual/{cf_key}"),
     benchmark:
@@ -169,7 +169,7 @@ rule shapley_counterfactual:
 rule shapley_tables:
     input:
         design=run_path(layout.SHAPLEY_DESIGN),
-        reference=run_path("shapley/reference.json"),
+        reference=run_path(layout.SHAPLEY_REFERENCE_VALUES),
         attributions=shapley_attribution_files if SHAPLEY else [],
         pruned=run_path(layout.SHAPLEY_PRUNED.replace(".safetensors", ".json")),
         heldout=shapley_chunks("heldout", "retrain") if SHAPLEY else [],

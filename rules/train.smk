@@ -3,7 +3,7 @@ rule train_full_model:
         train=run_path(layout.TRAIN_DATA),
     output:
         model=run_path(layout.FULL_MODEL),
-        sidecar=run_path("models/full/model.json"),
+        sidecar=run_path(layout.FULL_MODEL_META),
         training_log=run_path(layout.TRAINING_LOG),
         checkpoints=[run_path(layout.checkpoint(s)) for s in config["train"]["checkpoint_steps"]],
     log:
