@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dabench.layout import artefact_kind, member_index
+from dabench.layout import artefact_kind, member_index, scores_sidecar
 
 PHASES = ("gradients_s", "projection_s", "scoring_s", "retrain_s", "embedder_s")
 
@@ -57,7 +57,7 @@ def method_cost(run_dir, method_id: str, query_sets, retrain_times: dict | None 
     features, retrains, embedders, tuned = set(), set(), set(), False
     found = False
     for qs in query_sets:
-        sidecar = run / "scores" / method_id / f"{qs}.json"
+        sidecar = run / scores_sidecar(method_id, qs)
         if not sidecar.exists():
             continue
         found = True

@@ -56,6 +56,7 @@ def run_counterfactual(train_path, generation_path, scores_path, method_id: str,
     """Workflow stage: remove, retrain, regenerate one query; write the result .npz (original and
     counterfactual image, removed indices) and the retrained model."""
     from dabench import model as M
+    from dabench import training as T
     from dabench.io import load_npy, load_npz, save_npz
     from dabench.sampling import generate
 
@@ -70,7 +71,7 @@ def run_counterfactual(train_path, generation_path, scores_path, method_id: str,
     keep = np.setdiff1d(np.arange(n_train), removed)
     recipe = {**recipe, "checkpoint_steps": []}
     tic = time.perf_counter()
-    result = M.train(images, keep, model_cfg, recipe, seed=derive_seed(seed, "full-train"),
+    result = T.train(images, keep, model_cfg, recipe, seed=derive_seed(seed, "full-train"),
                      init_seed=derive_seed(seed, "full-init"), resume_path=resume_path,
                      progress=f"counterfactual {method_id} query {query}")
     regenerated = generate(result.unet, M.build_scheduler(model_cfg).config,

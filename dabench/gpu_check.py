@@ -43,7 +43,8 @@ def run(config_path, out_path, allow_cpu: bool = False, tiny: bool = False) -> d
     from dabench.features import FeatureSpec, featurize
     from dabench.methods.kernel import KernelSolver
     from dabench.architecture import timestep_grid
-    from dabench.model import build_scheduler, model_output, train
+    from dabench.model import build_scheduler, model_output
+    from dabench.training import train
     from dabench.resources import sizes
     from dabench.sampling import generate
 

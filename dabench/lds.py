@@ -129,6 +129,7 @@ def run_retrains(
     ``{"subset": (n,), "seed": (n,), "seconds": (n,), "outputs.<query set>": (n, Q)}``.
     """
     from dabench import model as M
+    from dabench import training as T
     from dabench.io import load_npz, save_npz
 
     partial_dir = Path(partial_dir)
@@ -156,7 +157,7 @@ def run_retrains(
             except Exception:  # a partial write: train again
                 unet = None
         if unet is None:
-            result = M.train(images, subsets[j], model_cfg, recipe, seed=train_seed,
+            result = T.train(images, subsets[j], model_cfg, recipe, seed=train_seed,
                              init_seed=init_seed,
                              resume_path=partial_dir / f"{stem}.resume.safetensors",
                              progress=label if progress else False)

@@ -1,31 +1,26 @@
-"""The diffusion model: UNet + DDPM schedule from config, training, checkpoints, training log.
+"""The diffusion model: UNet + DDPM schedule from config, the loss and the model output, saved
+models.
 
 - :func:`build_unet` / :func:`build_scheduler`: diffusers ``UNet2DModel`` and ``DDPMScheduler``.
-- :func:`training_plan`: the **training log** of docs/computation.md §1, computed before training
-  from the seed —
-  per optimizer step the example indices, their timesteps, the seeds of their noises and the
-  learning rate. Training consumes exactly this plan, so any (example, step) can be replayed.
-- :func:`train`: AdamW with warm-up and cosine decay through accelerate (CPU here; GPU,
-  multi-GPU and mixed precision on a cluster without code change), checkpoints at configured
-  steps, periodic resume states; resuming gives bit-identical final weights.
 - :func:`example_noise`, :func:`per_example_loss`, :func:`model_output`: the loss ℓ(x, t, ε; θ)
   and the LDS model output f(x; θ) of docs/computation.md §2.
+- :func:`save_model` / :func:`load_model`: weights with their metadata, checksum verified.
+
+Training (the training plan, the loop, the full model's stage) is :mod:`dabench.training`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from dabench.architecture import FORWARD_FACTOR, classic_attention, unet_config
+from dabench.io import CorruptFileError, load_tensors, save_tensors
 from dabench.seeds import derive_seed, fingerprint
-from dabench.io import (CorruptFileError, load_tensors, remove_leftovers, resume_pattern, save_npz,
-                        save_tensors)
+
 
 def build_unet(model_cfg: dict, channels: int, resolution: int, init_seed: int):
     """A freshly initialised UNet2DModel; the same ``init_seed`` gives the same weights."""
@@ -136,88 +131,15 @@ def model_output(unet, scheduler, images: np.ndarray, timesteps: np.ndarray, n_n
 
 
 # ------------------------------------------------------------------------------------------------
-# Training plan (the training log)
+# Saved models
 
 
-def lr_at(step: np.ndarray, recipe: dict) -> np.ndarray:
-    """Learning rate used at optimizer step ``step`` (0-based): linear warm-up, cosine decay to 0."""
-    step = np.asarray(step, dtype=np.float64)
-    warm, total = recipe["warmup_steps"], recipe["steps"]
-    warmup = (step + 1) / max(warm, 1)
-    progress = (step - warm) / max(total - warm, 1)
-    cosine = 0.5 * (1 + np.cos(np.pi * np.clip(progress, 0, 1)))
-    return recipe["lr"] * np.where(step < warm, warmup, cosine)
-
-
-def training_plan(members: np.ndarray, recipe: dict, seed: int, num_train_timesteps: int) -> dict:
-    """The training log, computed up front.
-
-    ``members``: indices (into the training set D) this model is trained on. Returns arrays
-    ``indices`` (steps, B) int64 — examples of each batch, epoch-wise shuffles of ``members``;
-    ``timesteps`` (steps, B) int64 uniform in [0, T); ``noise_seeds`` (steps, B) int64;
-    ``lr`` (steps,) float64. Timesteps and noise seeds depend only on (seed, step, position), not
-    on ``members``: models of one seed on different subsets share them (docs/computation.md §2).
-    """
-    members = np.asarray(members, dtype=np.int64)
-    steps, bsz = recipe["steps"], recipe["batch_size"]
-    n = len(members)
-    positions = np.arange(steps * bsz)
-    epochs = positions // n
-    order = np.empty(steps * bsz, dtype=np.int64)
-    for e in range(int(epochs[-1]) + 1):
-        perm = np.random.default_rng(derive_seed(seed, "epoch", e)).permutation(n)
-        sel = epochs == e
-        order[sel] = perm[positions[sel] % n]
-    t_rng = np.random.default_rng(derive_seed(seed, "timesteps"))
-    timesteps = t_rng.integers(0, num_train_timesteps, size=(steps, bsz))
-    base = derive_seed(seed, "noise")
-    noise_seeds = (base + positions.reshape(steps, bsz)) % (2**63 - 1)
-    return {
-        "indices": members[order].reshape(steps, bsz),
-        "timesteps": timesteps.astype(np.int64),
-        "noise_seeds": noise_seeds.astype(np.int64),
-        "lr": lr_at(np.arange(steps), recipe),
-    }
-
-
-# ------------------------------------------------------------------------------------------------
-# Training
-
-
-@dataclass
-class TrainResult:
-    unet: torch.nn.Module
-    plan: dict
-    losses: np.ndarray
-    seconds: float
-    resumed_from: int = 0
-    checkpoints: list = field(default_factory=list)
-
-
-def _optimizer_tensors(optimizer, params) -> dict:
-    """AdamW state as flat named tensors (safetensors holds no nested dicts)."""
-    out = {}
-    index = {id(p): i for i, p in enumerate(params)}
-    for p, state in optimizer.state.items():
-        for key, value in state.items():
-            out[f"optim.{index[id(p)]}.{key}"] = torch.as_tensor(value).clone()
-    return out
-
-
-def _load_optimizer_tensors(optimizer, params, tensors: dict) -> None:
-    for name, value in tensors.items():
-        if not name.startswith("optim."):
-            continue
-        _, i, key = name.split(".", 2)
-        optimizer.state[params[int(i)]][key] = value.to(params[int(i)].device) if key != "step" else value
-
-
-def _model_tensors(unet) -> dict:
+def model_tensors(unet) -> dict:
     return {f"model.{k}": v for k, v in unet.state_dict().items()}
 
 
 def load_model(path, device=None):
-    """Load a checkpoint written by :func:`train` (checksum verified) onto ``device`` (default:
+    """Load a checkpoint written by :func:`dabench.training.train` or :func:`save_model` (checksum verified) onto ``device`` (default:
     the job's, :func:`dabench.device.current`); return ``(unet, meta)`` in eval mode."""
     from diffusers import UNet2DModel
 
@@ -235,170 +157,6 @@ def load_model(path, device=None):
     return unet.to(device or D.current()).eval(), meta
 
 
-def train(
-    images: np.ndarray,
-    members: np.ndarray,
-    model_cfg: dict,
-    recipe: dict,
-    seed: int,
-    init_seed: int,
-    checkpoint_dir: str | Path | None = None,
-    resume_path: str | Path | None = None,
-    meta: dict | None = None,
-    progress: bool | str = False,
-    stop_after: int | None = None,
-    accelerator=None,
-    on_step: Callable[[int, float], None] | None = None,
-    init_state: tuple[str, dict] | None = None,
-    masks: dict | None = None,
-) -> TrainResult:
-    """Train a UNet from scratch on ``images[members]`` following :func:`training_plan`.
-
-    Fine-tuning: ``init_state = (identity, state_dict)`` starts from those weights instead of a
-    fresh initialisation (``identity``, e.g. the file's checksum, enters the resume fingerprint);
-    ``masks`` (parameter name -> 0/1 tensor, a pruned model's) are re-applied after every optimizer
-    step so that pruned weights stay zero.
-
-    ``images``: (N, C, H, W) float32 in [-1, 1], the whole training set D. Checkpoints at
-    ``recipe['checkpoint_steps']`` go to ``checkpoint_dir/step_{s:06d}.safetensors`` (model
-    weights + sidecar). Every ``recipe['resume_every']`` steps the model and optimizer state go to
-    ``resume_path``; if that file exists and belongs to the same run, training continues from it.
-    ``stop_after`` stops early (tests use it to simulate an interruption).
-    """
-    from accelerate import Accelerator
-
-    from dabench import device as D
-
-    # The job's device (dabench.device.select): never a silent fall-back to the CPU.
-    accelerator = accelerator or Accelerator(mixed_precision=recipe["mixed_precision"],
-                                             cpu=D.current().type == "cpu")
-    channels, resolution = images.shape[1], images.shape[-1]
-    plan = training_plan(members, recipe, seed, model_cfg["num_train_timesteps"])
-    unet = build_unet(model_cfg, channels, resolution, init_seed)
-    if init_state is not None:
-        unet.load_state_dict(init_state[1])
-    named = dict(unet.named_parameters())
-    mask_pairs = [(named[k], m.to(named[k].dtype)) for k, m in (masks or {}).items()]
-    params = list(unet.parameters())
-    optimizer = torch.optim.AdamW(params, lr=recipe["lr"], weight_decay=recipe["weight_decay"])
-    run_id = fingerprint({"members": members.tolist(), "recipe": recipe, "seed": seed,
-                          "init_seed": init_seed, "model": model_cfg, "shape": images.shape,
-                          **({"init": init_state[0]} if init_state is not None else {}),
-                          **({"masks": sorted(masks)} if masks else {})})
-    meta = {**(meta or {}), "seed": seed, "init_seed": init_seed, "recipe": recipe,
-            "unet_config": unet_config(model_cfg, channels, resolution), "model_config": model_cfg,
-            "run_id": run_id,
-            "n_members": len(members)}
-    start = _resume(resume_path, run_id, unet, optimizer, params)
-    unet, optimizer = accelerator.prepare(unet, optimizer)
-    loop = _Loop(accelerator, unet, optimizer, build_scheduler(model_cfg), plan, recipe,
-                 torch.as_tensor(images), mask_pairs)
-    end = recipe["steps"] if stop_after is None else min(recipe["steps"], stop_after)
-    bar = _progress_bar(progress, accelerator, recipe["steps"], start)
-    checkpoints = []
-    tic = time.perf_counter()
-    unet.train()
-    for step in range(start, end):
-        loop.step(step)
-        done = step + 1
-        if bar is not None:
-            bar.update(1)
-            if done % 50 == 0:
-                bar.set_postfix(loss=f"{np.nanmean(loop.losses[max(0, step - 49):done]):.4f}")
-        if on_step is not None:
-            on_step(done, loop.losses[step])
-        if accelerator.is_main_process:
-            checkpoints += loop.save(done, checkpoint_dir, resume_path, meta, run_id, params)
-    if bar is not None:
-        bar.close()
-    accelerator.wait_for_everyone()
-    unet = accelerator.unwrap_model(unet).eval()
-    return TrainResult(unet, plan, loop.losses, time.perf_counter() - tic, start, checkpoints)
-
-
-def _resume(resume_path, run_id: str, unet, optimizer, params) -> int:
-    """The step to start from: that of ``resume_path`` when it holds this run's state (loaded
-    into ``unet`` and ``optimizer``), else 0 (no file, another run's, or a torn one)."""
-    if resume_path is None or not Path(resume_path).exists():
-        return 0
-    try:
-        tensors, rmeta = load_tensors(resume_path)
-    except CorruptFileError:
-        return 0
-    if rmeta.get("run_id") != run_id:
-        return 0
-    unet.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    _load_optimizer_tensors(optimizer, params, tensors)
-    return int(rmeta["step"])
-
-
-def _progress_bar(progress: bool | str, accelerator, total: int, start: int):
-    if not progress or not accelerator.is_main_process:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=start, desc=progress if isinstance(progress, str)
-                else "train", unit="step", mininterval=2.0, leave=False)
-
-
-class _Loop:
-    """One optimizer step of :func:`train` at a time, and what it saves after a step."""
-
-    def __init__(self, accelerator, unet, optimizer, scheduler, plan: dict, recipe: dict,
-                 x_all: torch.Tensor, mask_pairs: list):
-        self.accelerator, self.unet, self.optimizer = accelerator, unet, optimizer
-        self.scheduler, self.plan, self.recipe = scheduler, plan, recipe
-        self.x_all, self.mask_pairs = x_all, mask_pairs
-        self.shape = tuple(x_all.shape[1:])
-        self.losses = np.full(recipe["steps"], np.nan, dtype=np.float32)
-
-    def step(self, step: int) -> None:
-        acc, plan = self.accelerator, self.plan
-        # Each process takes its share of the logged global batch; DDP averages the gradients.
-        world, rank, device = acc.num_processes, acc.process_index, acc.device
-        idx = plan["indices"][step][rank::world]
-        x0 = self.x_all[idx].to(device)
-        t = torch.as_tensor(plan["timesteps"][step][rank::world], device=device)
-        noise = example_noise(plan["noise_seeds"][step][rank::world], self.shape).to(device)
-        for group in self.optimizer.param_groups:
-            group["lr"] = float(plan["lr"][step])
-        with acc.autocast():
-            loss = per_example_loss(self.unet, self.scheduler, x0, t, noise).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        acc.backward(loss)
-        if self.recipe["grad_clip"] > 0:
-            acc.clip_grad_norm_(self.unet.parameters(), self.recipe["grad_clip"])
-        self.optimizer.step()
-        if self.mask_pairs:
-            with torch.no_grad():
-                for p, m in self.mask_pairs:
-                    p.mul_(m.to(p.device))
-        self.losses[step] = loss.item()
-
-    def save(self, done: int, checkpoint_dir, resume_path, meta: dict, run_id: str,
-             params: list) -> list[str]:
-        """After step ``done``: the checkpoint it is due (its path returned) and the resume
-        state every ``resume_every`` steps."""
-        saved = []
-        due = checkpoint_dir is not None and done in self.recipe["checkpoint_steps"]
-        resume = (resume_path is not None and done % self.recipe["resume_every"] == 0
-                  and done < self.recipe["steps"])
-        if not (due or resume):
-            return saved
-        model = self.accelerator.unwrap_model(self.unet)
-        if due:
-            path = Path(checkpoint_dir) / f"step_{done:06d}.safetensors"
-            save_tensors(path, _model_tensors(model),
-                         {**meta, "step": done, "lr": float(self.plan["lr"][done - 1])})
-            saved.append(str(path))
-        if resume:
-            optimizer = getattr(self.optimizer, "optimizer", self.optimizer)
-            save_tensors(resume_path, {**_model_tensors(model),
-                                       **_optimizer_tensors(optimizer, params)},
-                         {"run_id": run_id, "step": done})
-        return saved
-
-
 def model_metadata(model_cfg: dict, recipe: dict, image_shape) -> dict:
     """What every saved model's sidecar records to be rebuilt and traced: its training recipe,
     the UNet's diffusers config and the run's model section (``image_shape``: (N, C, H, W) of
@@ -409,35 +167,6 @@ def model_metadata(model_cfg: dict, recipe: dict, image_shape) -> dict:
 
 
 def save_model(path, unet, meta: dict) -> None:
-    save_tensors(path, _model_tensors(unet), meta)
+    save_tensors(path, model_tensors(unet), meta)
 
 
-def save_training_log(path, plan: dict, losses: np.ndarray, members: np.ndarray) -> None:
-    """The training log of docs/computation.md §1 as an .npz of plain arrays (see
-    :func:`training_plan`)."""
-    save_npz(path, indices=plan["indices"], timesteps=plan["timesteps"],
-             noise_seeds=plan["noise_seeds"], lr=plan["lr"], loss=losses, members=members)
-
-
-def train_full_model(train_path, model_cfg: dict, recipe: dict, seed: int, model_path, log_path,
-                     checkpoint_dir, resume_path) -> TrainResult:
-    """Workflow stage: train θ_D on the whole training set; write the final model, the checkpoints
-    of ``recipe['checkpoint_steps']`` and the training log."""
-    from dabench.io import load_npz
-
-    images = load_npz(train_path)["train_images"]
-    members = np.arange(len(images))
-    Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
-    result = train(images, members, model_cfg, recipe, seed=derive_seed(seed, "full-train"),
-                   init_seed=derive_seed(seed, "full-init"), checkpoint_dir=checkpoint_dir,
-                   resume_path=resume_path, meta={"role": "full", "members": "all"},
-                   progress="full model")
-    save_training_log(log_path, result.plan, result.losses, members)
-    save_model(model_path, result.unet,
-               {"role": "full", "steps": recipe["steps"], "seed": seed,
-                **model_metadata(model_cfg, recipe, images.shape), "train_seconds": result.seconds,
-                "final_loss": float(np.nanmean(result.losses[-50:]))})
-    remove_leftovers(*resume_pattern(resume_path))
-    print(f"[dabench] full model: {recipe['steps']} steps in {result.seconds:.1f}s, "
-          f"final loss {np.nanmean(result.losses[-50:]):.4f}", flush=True)
-    return result

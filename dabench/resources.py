@@ -279,126 +279,177 @@ CLIP_FLOPS, CLIP_BYTES = 4.4e9, 700 * MB        # ViT-B/32 image tower at 224 px
 
 
 def estimate(rule: str, config: dict, wildcards: dict | None = None) -> Need:
-    """The :class:`Need` of one job of ``rule`` (its wildcards as a dict)."""
-    from dabench import config as C
-    from dabench.layout import member_index
-
+    """The :class:`Need` of one job of ``rule`` (its wildcards as a dict): the estimator of the
+    rule's kind (:data:`ESTIMATORS`; an outlier rule is its plain kind on the outlier data), or
+    for a local rule (tables, figures, LDS) seconds in the main process."""
     wc = dict(wildcards or {})
     outliers = rule.endswith("_outliers") or rule in (
         "prepare_outlier_dataset", "train_outlier_model", "compute_outlier_scores",
         "compute_outlier_self_influence")
     s = sizes(config, outliers)
     base = rule.replace("_outliers", "").replace("_outlier", "")
-    query_sets = config["lds"]["query_sets"]
-    if base in ("prepare_dataset", "prepare_outlier_dataset", "prepare"):
-        need = Need(gpu=False)
-        # The source split decoded as float32 (CIFAR: 60 000 images) and its conversion.
-        need.work_bytes = 4 * (s.n_train + sum(s.queries.values())) * s.image_bytes + _source_bytes(config, s)
-        need.disk_bytes = 2 * (s.n_train + s.queries["validation"]) * s.image_bytes
-        return need
-    if base in ("train_full_model", "train_model"):
-        recipe = C.training_recipe(config, "train")
-        need = _retrains(config, s, recipe, 1, False)
-        need.disk_bytes = (len(recipe["checkpoint_steps"]) + 4) * s.model_bytes
-        return need
-    if base == "generate_samples":
-        need = Need(gpu=True)
-        _generation(need, config, s, s.queries["generation"], trajectory=True)
-        return need
-    if base == "train_lds_models":
-        family = wc.get("family", "test")
-        fam = config["lds"][family]
-        total = fam["n_subsets"] * fam["n_seeds"]
-        per_job = config["lds"]["retrains_per_job"]
-        chunk = int(wc.get("chunk", 0))
-        n = max(1, min(per_job, total - chunk * per_job))
-        need = _retrains(config, s, C.training_recipe(config, "lds"), n, True)
-        need.disk_bytes = s.model_bytes * (n * config["lds"]["save_models"] + 1)
-        return need
-    if base in ("featurize", "featurize_replay", "featurize_journey", "featurize_train_shard",
-                "featurize_queries"):
-        if base == "featurize_replay" or base == "featurize_train_shard":
-            splits = ["train"]
-        elif base == "featurize_journey":
-            splits = ["generation"]
-        elif base == "featurize_queries":
-            splits = list(query_sets) if not outliers else ["validation"]
-        else:
-            splits = ["train"] + (list(query_sets) if not outliers else ["validation"])
-        shard = None
-        if base == "featurize_train_shard":
-            shard = (int(wc.get("shard", 0)), config["features"]["train_shards"])
-        need = _featurize(config, s, wc, splits, shard)
-        if member_index(wc.get("model", "")) is not None:
-            need.host_bytes += s.model_bytes
-        return need
-    if base == "merge_feature_shards":
-        from dabench.features import FeatureSpec
-
-        spec = FeatureSpec.parse(wc["feature_id"])
-        k = s.p if spec.projection == "none" else spec.k
-        shards = config["features"]["train_shards"]
-        need = Need(gpu=False, torch=False, work_bytes=8 * k * 1024 + 8 * s.n_train)
-        need.work.append(("linalg", 0, shards))
-        need.disk_bytes = 4 * s.n_train * (k + 1)
-        return need
-    if base in ("compute_scores", "compute_generation_scores"):
-        sets = ["generation"] if base == "compute_generation_scores" else (
-            ["validation"] if outliers else list(query_sets))
-        return _scores(config, s, wc, sets)
-    if base == "compute_self_influence":
-        return _scores(config, s, wc, ["self"])
-    if base == "retrac_norm_analyses":
-        r = config["retrac"]
-        method = _method(config, C.retrac_methods(config)[0])
-        steps = len(method.checkpoints)
-        T = config["model"]["num_train_timesteps"]
-        grid = len(timestep_grid(T, r["timestep_grid"]))
-        n_union = min(s.n_train, r["manipulation"]["n_queries"] * min(r["manipulation"]["n_examples"],
-                                                                       s.n_train // 2))
-        need = Need(gpu=True)
-        curve = T if r.get("curve_timesteps") is None else min(T, r["curve_timesteps"])
-        items = steps * (min(r["t_max_examples"], s.n_train) * grid + n_union) + 3 * curve
-        k = method.params["k"] if method.params["projection"] != "none" else s.p
-        _gradients(need, config, s, items, 1, False, (method.params["projection"], k))
-        q = s.split(r["query_set"])
-        need.host_bytes += 2 * n_union * 8 * k + 4 * q * s.n_train * 8 + 2 * q * k * 8 \
-            + 2 * s.n_train * s.image_bytes
-        return need
-    if base == "train_embedder":
-        need = Need(gpu=False)
-        emb = config["embedder"]
-        need.work.append(("train", 3 * 64 * emb["steps"] * emb["width"] ** 2 * 9 * 4
-                          * s.resolution ** 2, emb["steps"]))
-        need.work_bytes = 4 * (s.n_train + s.queries["validation"]) * s.image_bytes \
-            + 64 * 4 * emb["width"] * s.resolution ** 2 * 12
-        return need
-    if base == "embed":
-        n = s.n_train + sum(s.split(q) for q in query_sets)
-        if config["embedder"]["kind"] == "clip":
-            need = Need(gpu=True)
-            need.work.append(("forward", CLIP_FLOPS * n, math.ceil(n / 256)))
-            need.host_bytes = CLIP_BYTES + 2 * n * s.image_bytes
-            need.work_bytes = CLIP_BYTES + 256 * 3 * 224 ** 2 * 4 * 20
-            need.gpu_bytes = need.work_bytes
-        else:
-            need = Need(gpu=False)
-            need.work.append(("forward", n * 64 * config["embedder"]["width"] ** 2 * 9 * 4
-                              * s.resolution ** 2, math.ceil(n / 256)))
-            need.work_bytes = 2 * n * s.image_bytes + 256 * 4 * config["embedder"]["width"] \
-                * s.resolution ** 2 * 12
-        need.disk_bytes = n * 4 * 512
-        return need
-    if base == "counterfactual_retrain":
-        need = _retrains(config, s, C.training_recipe(config, "train"), 1, False)
-        _generation(need, config, s, 1)
-        need.disk_bytes = s.model_bytes * 4
-        return need
-    if base in ("shapley_reference", "shapley_prune", "shapley_submodels",
-                "shapley_counterfactual"):
-        return _shapley(base, config, s, wc)
-    # Local rules (tables, figures, LDS): the main process, seconds.
+    for kinds, estimator in ESTIMATORS:
+        if base in kinds:
+            return estimator(_Job(base, config, s, wc, outliers))
     return Need(gpu=False, torch=False, work_bytes=200 * MB)
+
+
+@dataclass
+class _Job:
+    """What an estimator knows of one job: its rule kind, the config, the data sizes, the
+    wildcards and whether it runs on the outlier experiment's data."""
+    base: str
+    config: dict
+    s: Sizes
+    wc: dict
+    outliers: bool
+
+    @property
+    def query_sets(self) -> list:
+        return ["validation"] if self.outliers else list(self.config["lds"]["query_sets"])
+
+
+def _prepare(job: _Job) -> Need:
+    s = job.s
+    need = Need(gpu=False)
+    # The source split decoded as float32 (CIFAR: 60 000 images) and its conversion.
+    need.work_bytes = 4 * (s.n_train + sum(s.queries.values())) * s.image_bytes \
+        + _source_bytes(job.config, s)
+    need.disk_bytes = 2 * (s.n_train + s.queries["validation"]) * s.image_bytes
+    return need
+
+
+def _train_full(job: _Job) -> Need:
+    from dabench import config as C
+
+    recipe = C.training_recipe(job.config, "train")
+    need = _retrains(job.config, job.s, recipe, 1, False)
+    need.disk_bytes = (len(recipe["checkpoint_steps"]) + 4) * job.s.model_bytes
+    return need
+
+
+def _generate(job: _Job) -> Need:
+    need = Need(gpu=True)
+    _generation(need, job.config, job.s, job.s.queries["generation"], trajectory=True)
+    return need
+
+
+def _lds_retrains(job: _Job) -> Need:
+    from dabench import config as C
+
+    config = job.config
+    fam = config["lds"][job.wc.get("family", "test")]
+    total = fam["n_subsets"] * fam["n_seeds"]
+    per_job = config["lds"]["retrains_per_job"]
+    chunk = int(job.wc.get("chunk", 0))
+    n = max(1, min(per_job, total - chunk * per_job))
+    need = _retrains(config, job.s, C.training_recipe(config, "lds"), n, True)
+    need.disk_bytes = job.s.model_bytes * (n * config["lds"]["save_models"] + 1)
+    return need
+
+
+def _features(job: _Job) -> Need:
+    from dabench.layout import member_index
+
+    base = job.base
+    if base in ("featurize_replay", "featurize_train_shard"):
+        splits = ["train"]
+    elif base == "featurize_journey":
+        splits = ["generation"]
+    elif base == "featurize_queries":
+        splits = job.query_sets
+    else:
+        splits = ["train"] + job.query_sets
+    shard = None
+    if base == "featurize_train_shard":
+        shard = (int(job.wc.get("shard", 0)), job.config["features"]["train_shards"])
+    need = _featurize(job.config, job.s, job.wc, splits, shard)
+    if member_index(job.wc.get("model", "")) is not None:
+        need.host_bytes += job.s.model_bytes
+    return need
+
+
+def _merge_shards(job: _Job) -> Need:
+    from dabench.features import FeatureSpec
+
+    s = job.s
+    spec = FeatureSpec.parse(job.wc["feature_id"])
+    k = s.p if spec.projection == "none" else spec.k
+    shards = job.config["features"]["train_shards"]
+    need = Need(gpu=False, torch=False, work_bytes=8 * k * 1024 + 8 * s.n_train)
+    need.work.append(("linalg", 0, shards))
+    need.disk_bytes = 4 * s.n_train * (k + 1)
+    return need
+
+
+def _score_job(job: _Job) -> Need:
+    if job.base == "compute_self_influence":
+        sets = ["self"]
+    elif job.base == "compute_generation_scores":
+        sets = ["generation"]
+    else:
+        sets = job.query_sets
+    return _scores(job.config, job.s, job.wc, sets)
+
+
+def _retrac_norms(job: _Job) -> Need:
+    from dabench import config as C
+
+    config, s = job.config, job.s
+    r = config["retrac"]
+    method = _method(config, C.retrac_methods(config)[0])
+    steps = len(method.checkpoints)
+    T = config["model"]["num_train_timesteps"]
+    grid = len(timestep_grid(T, r["timestep_grid"]))
+    n_union = min(s.n_train, r["manipulation"]["n_queries"] * min(r["manipulation"]["n_examples"],
+                                                                   s.n_train // 2))
+    need = Need(gpu=True)
+    curve = T if r.get("curve_timesteps") is None else min(T, r["curve_timesteps"])
+    items = steps * (min(r["t_max_examples"], s.n_train) * grid + n_union) + 3 * curve
+    k = method.params["k"] if method.params["projection"] != "none" else s.p
+    _gradients(need, config, s, items, 1, False, (method.params["projection"], k))
+    q = s.split(r["query_set"])
+    need.host_bytes += 2 * n_union * 8 * k + 4 * q * s.n_train * 8 + 2 * q * k * 8 \
+        + 2 * s.n_train * s.image_bytes
+    return need
+
+
+def _train_embedder(job: _Job) -> Need:
+    s, emb = job.s, job.config["embedder"]
+    need = Need(gpu=False)
+    need.work.append(("train", 3 * 64 * emb["steps"] * emb["width"] ** 2 * 9 * 4
+                      * s.resolution ** 2, emb["steps"]))
+    need.work_bytes = 4 * (s.n_train + s.queries["validation"]) * s.image_bytes \
+        + 64 * 4 * emb["width"] * s.resolution ** 2 * 12
+    return need
+
+
+def _embed(job: _Job) -> Need:
+    config, s = job.config, job.s
+    n = s.n_train + sum(s.split(q) for q in config["lds"]["query_sets"])
+    if config["embedder"]["kind"] == "clip":
+        need = Need(gpu=True)
+        need.work.append(("forward", CLIP_FLOPS * n, math.ceil(n / 256)))
+        need.host_bytes = CLIP_BYTES + 2 * n * s.image_bytes
+        need.work_bytes = CLIP_BYTES + 256 * 3 * 224 ** 2 * 4 * 20
+        need.gpu_bytes = need.work_bytes
+    else:
+        need = Need(gpu=False)
+        need.work.append(("forward", n * 64 * config["embedder"]["width"] ** 2 * 9 * 4
+                          * s.resolution ** 2, math.ceil(n / 256)))
+        need.work_bytes = 2 * n * s.image_bytes + 256 * 4 * config["embedder"]["width"] \
+            * s.resolution ** 2 * 12
+    need.disk_bytes = n * 4 * 512
+    return need
+
+
+def _counterfactual(job: _Job) -> Need:
+    from dabench import config as C
+
+    need = _retrains(job.config, job.s, C.training_recipe(job.config, "train"), 1, False)
+    _generation(need, job.config, job.s, 1)
+    need.disk_bytes = job.s.model_bytes * 4
+    return need
 
 
 def _shapley(base: str, config: dict, s: Sizes, wc: dict) -> Need:
@@ -427,6 +478,25 @@ def _shapley(base: str, config: dict, s: Sizes, wc: dict) -> Need:
     need.host_bytes += 3 * n_samples * s.image_bytes + 200 * MB     # samples, property model
     need.disk_bytes += s.model_bytes
     return need
+
+
+# Rule kinds -> the estimator of their jobs (rules not listed are local: seconds, no torch).
+ESTIMATORS = (
+    (("prepare_dataset", "prepare_outlier_dataset", "prepare"), _prepare),
+    (("train_full_model", "train_model"), _train_full),
+    (("generate_samples",), _generate),
+    (("train_lds_models",), _lds_retrains),
+    (("featurize", "featurize_replay", "featurize_journey", "featurize_train_shard",
+      "featurize_queries"), _features),
+    (("merge_feature_shards",), _merge_shards),
+    (("compute_scores", "compute_generation_scores", "compute_self_influence"), _score_job),
+    (("retrac_norm_analyses",), _retrac_norms),
+    (("train_embedder",), _train_embedder),
+    (("embed",), _embed),
+    (("counterfactual_retrain",), _counterfactual),
+    (("shapley_reference", "shapley_prune", "shapley_submodels", "shapley_counterfactual"),
+     lambda job: _shapley(job.base, job.config, job.s, job.wc)),
+)
 
 
 # ------------------------------------------------------------------------------------------------

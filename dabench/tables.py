@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from dabench.io import atomic_path, load_json
+from dabench.layout import LDS_TABLE
 from dabench.naming import row_names
 
 LDS_COLUMNS = ["method", "variant", "query_set", "n_timesteps", "lds", "ci_low", "ci_high",
@@ -110,7 +111,7 @@ def write_retraining_table(record_paths: list, csv_path, tex_path) -> pd.DataFra
 
 def summary(run_dir) -> str:
     """A short text view of a finished run's LDS table (printed when a run succeeds)."""
-    path = Path(run_dir) / "tables" / "lds.csv"
+    path = Path(run_dir) / LDS_TABLE
     if not path.exists():
         return ""
     df = pd.read_csv(path)

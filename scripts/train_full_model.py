@@ -1,7 +1,7 @@
 """Snakemake adapter: train the full model θ_D (checkpoints + training log)."""
 from pathlib import Path
 
-from dabench.model import train_full_model
+from dabench.training import train_full_model
 from dabench.runtime import job
 
 with job(snakemake) as smk:

@@ -36,12 +36,13 @@ def test_loaded_models_and_training_use_the_job_device(cfg, tmp_path):
     import numpy as np
 
     from dabench import model as M
+    from dabench import training as T
 
     D.select("auto", True, "train_full_model")
     images = np.zeros((8, 1, 8, 8), dtype=np.float32)
     recipe = {**C.training_recipe(cfg, "train"), "steps": 2, "batch_size": 4,
               "checkpoint_steps": []}
-    result = M.train(images, np.arange(8), cfg["model"], recipe, seed=0, init_seed=0)
+    result = T.train(images, np.arange(8), cfg["model"], recipe, seed=0, init_seed=0)
     assert next(result.unet.parameters()).device == D.current()
     M.save_model(tmp_path / "m.safetensors", result.unet,
                  {"unet_config": A.unet_config(cfg["model"], 1, 8)})

@@ -4,6 +4,7 @@ import torch
 
 from dabench import features as F
 from dabench import model as M
+from dabench import training as T
 from dabench.features import FeatureSpec
 
 
@@ -142,7 +143,7 @@ def test_replay_features_use_the_logged_timestep_and_noise(tiny, tmp_path, cfg):
     unet, sched = tiny
     recipe = {**cfg["train"], "steps": 6, "batch_size": 4, "warmup_steps": 1}
     images = np.random.default_rng(2).uniform(-1, 1, (5, 1, 8, 8)).astype(np.float32)
-    plan = M.training_plan(np.arange(5), recipe, seed=3, num_train_timesteps=1000)
+    plan = T.training_plan(np.arange(5), recipe, seed=3, num_train_timesteps=1000)
     replay = F.replay_schedule(plan, checkpoint_step=4, n_train=5)
     spec = FeatureSpec("loss", schedule="replay", projection="none", k=0)
     assert FeatureSpec.parse(spec.id) == spec and spec.id == "loss_replay_e1_none"

@@ -14,15 +14,16 @@ LAYERS = [
     # Seeds, files, paths, the device, the model's config functions: no dabench imports.
     ("core", {"seeds", "io", "layout", "device", "architecture"}),
     # Data, the diffusion model, its training, sampling, per-example gradients, features.
-    ("model", {"data", "embedding", "profile", "projection", "model", "gradients", "sampling",
-               "features"}),
+    ("model", {"data", "embedding", "profile", "projection", "model", "training", "gradients",
+               "sampling", "features"}),
     # The LDS metric and the attribution methods with their registry.
     # (methods.*: every module of the methods package, so a new method file needs no entry.)
     ("attribution", {"metrics", "methods", "methods.*"}),
     # The validated config (it checks method entries against the registry).
     ("config", {"config"}),
     # Experiments that only compute.
-    ("experiments", {"lds", "ablations", "properties", "shapley", "retrac", "counterfactual"}),
+    ("experiments", {"lds", "ablations", "properties", "shapley", "shapley.*", "retrac",
+                     "counterfactual"}),
     # Tables, figures, cost, example grids, report pages.
     ("reporting", {"naming", "tables", "cost", "figures", "figures.*", "examples", "report",
                    "shapley_report", "retrac_report", "counterfactual_report"}),

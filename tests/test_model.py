@@ -4,6 +4,7 @@ import torch
 
 from dabench import architecture as A
 from dabench import model as M
+from dabench import training as T
 from dabench import sampling
 from dabench.io import CorruptFileError
 
@@ -29,14 +30,14 @@ def test_unet_is_built_from_config(cfg):
 
 def test_training_plan_is_the_training_log(cfg):
     members = np.array([1, 4, 6, 9, 11])
-    plan = M.training_plan(members, RECIPE, seed=7, num_train_timesteps=1000)
+    plan = T.training_plan(members, RECIPE, seed=7, num_train_timesteps=1000)
     assert plan["indices"].shape == (24, 8)
     flat = plan["indices"].ravel()
     # Epoch-wise shuffles: each block of len(members) positions holds every member once.
     for e in range(len(flat) // len(members)):
         assert sorted(flat[e * 5:(e + 1) * 5]) == sorted(members)
     assert plan["timesteps"].min() >= 0 and plan["timesteps"].max() < 1000
-    other = M.training_plan(np.array([0, 2, 3]), RECIPE, seed=7, num_train_timesteps=1000)
+    other = T.training_plan(np.array([0, 2, 3]), RECIPE, seed=7, num_train_timesteps=1000)
     # Same seed, other subset: same timesteps and noise seeds (docs/computation.md §2: shared
     # across subsets).
     assert np.array_equal(plan["timesteps"], other["timesteps"])
@@ -45,7 +46,7 @@ def test_training_plan_is_the_training_log(cfg):
 
 
 def test_learning_rate_warmup_then_cosine():
-    lr = M.lr_at(np.arange(24), RECIPE)
+    lr = T.lr_at(np.arange(24), RECIPE)
     assert np.allclose(lr[:3], [1e-3 / 3, 2e-3 / 3, 1e-3])
     assert lr[3] == pytest.approx(1e-3) and lr[-1] < 1e-5
     assert np.all(np.diff(lr[3:]) <= 0)
@@ -55,7 +56,7 @@ def test_a_logged_step_replays_exactly(cfg, images):
     """The loss of step s recomputed from the log alone equals the loss training saw."""
     members = np.arange(20)
     seen = {}
-    result = M.train(images, members, cfg["model"], {**RECIPE, "steps": 5, "checkpoint_steps": []},
+    result = T.train(images, members, cfg["model"], {**RECIPE, "steps": 5, "checkpoint_steps": []},
                      seed=1, init_seed=2, on_step=lambda s, loss: seen.setdefault(s, loss))
     log = result.plan
     # Replay step 1 (the first) from a fresh initialisation and the logged (indices, t, noise seeds).
@@ -74,12 +75,12 @@ def test_a_logged_step_replays_exactly(cfg, images):
 
 def test_resumed_training_equals_uninterrupted(cfg, images, tmp_path):
     members = np.arange(0, 20, 2)
-    full = M.train(images, members, cfg["model"], RECIPE, seed=5, init_seed=6)
+    full = T.train(images, members, cfg["model"], RECIPE, seed=5, init_seed=6)
     resume = tmp_path / "resume.safetensors"
-    first = M.train(images, members, cfg["model"], RECIPE, seed=5, init_seed=6,
+    first = T.train(images, members, cfg["model"], RECIPE, seed=5, init_seed=6,
                     resume_path=resume, stop_after=13)
     assert resume.exists() and first.resumed_from == 0
-    second = M.train(images, members, cfg["model"], RECIPE, seed=5, init_seed=6, resume_path=resume)
+    second = T.train(images, members, cfg["model"], RECIPE, seed=5, init_seed=6, resume_path=resume)
     assert second.resumed_from == 8
     a, b = full.unet.state_dict(), second.unet.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -87,20 +88,20 @@ def test_resumed_training_equals_uninterrupted(cfg, images, tmp_path):
 
 def test_a_resume_state_of_another_run_is_ignored(cfg, images, tmp_path):
     resume = tmp_path / "resume.safetensors"
-    M.train(images, np.arange(10), cfg["model"], RECIPE, seed=5, init_seed=6, resume_path=resume,
+    T.train(images, np.arange(10), cfg["model"], RECIPE, seed=5, init_seed=6, resume_path=resume,
             stop_after=9)
-    other = M.train(images, np.arange(10, 20), cfg["model"], RECIPE, seed=5, init_seed=6,
+    other = T.train(images, np.arange(10, 20), cfg["model"], RECIPE, seed=5, init_seed=6,
                     resume_path=resume)
     assert other.resumed_from == 0
 
 
 def test_checkpoints_and_corruption(cfg, images, tmp_path):
-    result = M.train(images, np.arange(20), cfg["model"], RECIPE, seed=0, init_seed=0,
+    result = T.train(images, np.arange(20), cfg["model"], RECIPE, seed=0, init_seed=0,
                      checkpoint_dir=tmp_path)
     assert [p.rsplit("/", 1)[-1] for p in result.checkpoints] == ["step_000012.safetensors",
                                                                    "step_000024.safetensors"]
     unet, meta = M.load_model(tmp_path / "step_000024.safetensors")
-    assert meta["step"] == 24 and meta["lr"] == pytest.approx(M.lr_at(np.array([23]), RECIPE)[0])
+    assert meta["step"] == 24 and meta["lr"] == pytest.approx(T.lr_at(np.array([23]), RECIPE)[0])
     ref = result.unet.state_dict()
     assert all(torch.equal(ref[k], v) for k, v in unet.state_dict().items())
     path = tmp_path / "step_000012.safetensors"

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dabench import model as M
+from dabench import training as T
 from dabench import properties as P
 from dabench import shapley as S
 from dabench.metrics import group_lds
@@ -165,14 +166,14 @@ def test_magnitude_pruning_removes_the_smallest_weights_and_fine_tuning_keeps_th
               "grad_clip": 1.0, "checkpoint_steps": [], "resume_every": 100,
               "mixed_precision": "no"}
     state = {k: v.clone() for k, v in unet.state_dict().items()}
-    tuned = M.train(images, np.arange(8), cfg["model"], recipe, seed=1, init_seed=99,
+    tuned = T.train(images, np.arange(8), cfg["model"], recipe, seed=1, init_seed=99,
                     init_state=("pruned", state), masks=masks).unet
     after = dict(tuned.named_parameters())
     assert all((after[k].detach()[~m.bool()] == 0).all() for k, m in masks.items())
     # It started from the given weights (not init_seed's) and moved.
     moved = [not torch.equal(after[k].detach(), state[k]) for k in masks]
     assert any(moved)
-    unmasked = M.train(images, np.arange(8), cfg["model"], recipe, seed=1, init_seed=99,
+    unmasked = T.train(images, np.arange(8), cfg["model"], recipe, seed=1, init_seed=99,
                        init_state=("pruned", state)).unet
     assert any((dict(unmasked.named_parameters())[k].detach()[~m.bool()] != 0).any()
                for k, m in masks.items())

@@ -14,6 +14,7 @@ from dabench import layout
 from dabench import methods
 from dabench import architecture as A
 from dabench import model as M
+from dabench import training as T
 from dabench.io import save_npz
 
 STEPS = (3, 6)
@@ -32,7 +33,7 @@ def run(tmp_path_factory):
     save_npz(root / layout.TRAIN_DATA, train_images=train)
     save_npz(root / layout.VALIDATION_DATA, images=queries)
     recipe = {**C.training_recipe(cfg, "train"), "steps": 6, "batch_size": 3, "warmup_steps": 2}
-    plan = M.training_plan(np.arange(5), recipe, seed=7, num_train_timesteps=1000)
+    plan = T.training_plan(np.arange(5), recipe, seed=7, num_train_timesteps=1000)
     save_npz(root / layout.TRAINING_LOG, **plan)
     models = {}
     for i, step in enumerate(STEPS):

@@ -10,6 +10,7 @@ import numpy as np
 
 from dabench.figures.style import (
     TWO_COLUMN, colour, family_legend, finish_panels, save, shade, style)
+from dabench.methods.base import family_style
 from dabench.naming import row_names
 
 

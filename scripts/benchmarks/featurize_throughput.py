@@ -141,13 +141,13 @@ def peak_rss(n: int, threads: int) -> dict:
 def checkpoint_feature_throughput(threads: int, n_examples: int, n_timesteps: int, k: int) -> dict:
     import numpy as np
 
-    from dabench import model as M
+    from dabench import training as T
     from dabench.features import FeatureSpec, featurize, replay_schedule
 
     cfg, unet, sched, rng = _setup(threads)
     res = cfg["data"]["resolution"]
     images = rng.uniform(-1, 1, (n_examples, 1, res, res)).astype("float32")
-    plan = M.training_plan(np.arange(n_examples), {**cfg["train"], "steps": 200, "batch_size": 64},
+    plan = T.training_plan(np.arange(n_examples), {**cfg["train"], "steps": 200, "batch_size": 64},
                            seed=0, num_train_timesteps=1000)
     replay = replay_schedule(plan, 150, n_examples)
     specs = {"K_timesteps": FeatureSpec("loss", n_timesteps, projection="sparse", k=k),

@@ -1,185 +1,21 @@
-"""Group attribution of global properties with Shapley values (docs/computation.md §7, the
-sparsified-FT paper).
-
-Groups D_1 … D_n partition the training set (the dataset's classes by default). A global property
-F(θ) maps a model to a number computed from its generated samples (:mod:`dabench.properties`).
-Shapley values by **KernelSHAP**: subsets S_l drawn from the Shapley kernel, then
-
-    min_β Σ_l (F(θ_∅) + 1_{S_l}ᵀβ − F(θ_{S_l}))²   s.t.   1ᵀβ = F(θ_D) − F(θ_∅),
-
-solved in closed form from the KKT system (:func:`kernel_shap`). θ_{S_l} comes three ways
-(:data:`WAYS`): retrained from scratch, fine-tuned from θ_D, or fine-tuned from a magnitude-pruned
-θ_D that was first fine-tuned on all of D to recover (**sparsified FT**). Every submodel records
-its compute, so the ways are compared at equal budget (paper Figure 2).
-
-Evaluation: the **group LDS** — Spearman correlation, over held-out subsets of groups retrained
-from scratch, between F(θ_S) and Σ_{i∈S} τ_i (paper Eq. 10) — for the Shapley values and for
-per-example attribution scores aggregated to groups (:func:`aggregate`, mean or max), and a
-counterfactual: remove the top groups, retrain with several seeds, relative change in F.
-"""
+"""The branch's workflow stages that make and evaluate models: the design (groups, kernel and
+held-out subsets), the reference F of the full model, the pruned start of sparsified FT, the
+submodels of each way (retrain, fine-tune, sparsified fine-tune) evaluated by the global
+properties, the baselines' group scores and the group counterfactual."""
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 
 from dabench.io import remove_leftovers
-from dabench.layout import SHAPLEY_WAYS
 from dabench.seeds import derive_seed, retrain_seeds
-
-WAYS = SHAPLEY_WAYS
-WAY_LABELS = {"retrain": "Retraining", "finetune": "FT", "sparse": "Sparsified FT"}
-AGGREGATIONS = ("mean", "max")
-
-
-# ------------------------------------------------------------------------------------------------
-# Groups and subsets
-
-
-def group_index(labels: np.ndarray) -> tuple[np.ndarray, list]:
-    """``(group of each example (N,) int, group names)``: one group per distinct label, sorted."""
-    names, groups = np.unique(np.asarray(labels), return_inverse=True)
-    return groups.astype(np.int64), [n.item() if hasattr(n, "item") else n for n in names]
-
-
-def members(groups: np.ndarray, subset: np.ndarray) -> np.ndarray:
-    """Training indices of the examples whose group is in the boolean group mask ``subset``."""
-    return np.flatnonzero(np.asarray(subset, bool)[groups])
-
-
-def kernel_size_probabilities(n: int) -> np.ndarray:
-    """P(|S| = k) for k = 1 … n−1 under the Shapley kernel p(S) ∝ (n−1) / (C(n,|S|)·|S|·(n−|S|))."""
-    if n < 2:
-        raise ValueError(f"Shapley values need at least 2 groups, got {n}")
-    k = np.arange(1, n)
-    p = (n - 1) / (k * (n - k))
-    return p / p.sum()
-
-
-def draw_kernel_subsets(n: int, m: int, seed: int) -> np.ndarray:
-    """``m`` group subsets (bool, m × n) from the Shapley kernel, in antithetic pairs (S, D∖S):
-    a size from :func:`kernel_size_probabilities`, then a uniform subset of that size. Any prefix
-    of even length is itself a paired sample, so fewer submodels use the first rows."""
-    rng = np.random.default_rng(derive_seed(seed, "shapley-kernel-subsets"))
-    p = kernel_size_probabilities(n)
-    rows = []
-    for _ in range((m + 1) // 2):
-        k = rng.choice(np.arange(1, n), p=p)
-        s = np.zeros(n, bool)
-        s[rng.choice(n, size=k, replace=False)] = True
-        rows += [s, ~s]
-    return np.array(rows[:m], dtype=bool).reshape(m, n)
-
-
-def draw_group_subsets(n: int, alpha: float, m: int, seed: int, purpose: str) -> np.ndarray:
-    """``m`` uniform subsets of ``round(alpha·n)`` groups (bool, m × n): the held-out LDS subsets."""
-    size = int(round(alpha * n))
-    if not 1 <= size <= n - 1:
-        raise ValueError(f"shapley.lds.alphas: {alpha} of {n} groups is {size} groups; a subset "
-                         f"needs between 1 and {n - 1}")
-    rng = np.random.default_rng(derive_seed(seed, "shapley-lds", purpose, alpha))
-    out = np.zeros((m, n), dtype=bool)
-    for row in out:
-        row[rng.choice(n, size=size, replace=False)] = True
-    return out
-
-
-# ------------------------------------------------------------------------------------------------
-# Shapley values
-
-
-def kernel_shap(subsets: np.ndarray, values: np.ndarray, f_empty: float, f_full: float,
-                weights: np.ndarray | None = None) -> np.ndarray:
-    """KernelSHAP with the efficiency constraint (docs/computation.md §7), closed form.
-
-    ``subsets`` (m, n) bool, ``values`` (m,) = F(θ_{S_l}). Minimises
-    Σ_l w_l (f_empty + 1_{S_l}ᵀβ − values_l)² subject to Σβ = f_full − f_empty; the KKT system
-    [[ZᵀWZ, 1], [1ᵀ, 0]] [β; ν] = [ZᵀW(values − f_empty); f_full − f_empty] is solved by least
-    squares, so fewer subsets than groups still give the minimum-norm solution. With kernel-drawn
-    subsets the weights are 1 (the kernel is in the sampling); with every subset and the kernel
-    as weights the result is the exact Shapley value.
-    """
-    z = np.asarray(subsets, dtype=np.float64)
-    y = np.asarray(values, dtype=np.float64) - f_empty
-    w = np.ones(len(z)) if weights is None else np.asarray(weights, dtype=np.float64)
-    if z.ndim != 2 or len(z) != len(y) or len(w) != len(y):
-        raise ValueError(f"kernel_shap: {z.shape} subsets, {y.shape} values, {w.shape} weights")
-    n = z.shape[1]
-    kkt = np.zeros((n + 1, n + 1))
-    kkt[:n, :n] = z.T @ (w[:, None] * z)
-    kkt[:n, n] = kkt[n, :n] = 1.0
-    rhs = np.concatenate([z.T @ (w * y), [f_full - f_empty]])
-    return np.linalg.lstsq(kkt, rhs, rcond=None)[0][:n]
-
-
-# ------------------------------------------------------------------------------------------------
-# Baselines and evaluation
-
-
-def aggregate(scores: np.ndarray, groups: np.ndarray, n_groups: int, how: str) -> np.ndarray:
-    """Group scores from per-example attribution scores (queries × N): each training example's
-    score averaged over the queries (the generated samples whose distribution F describes), then
-    the ``mean`` or ``max`` over each group's examples."""
-    if how not in AGGREGATIONS:
-        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {how!r}")
-    per_example = np.asarray(scores, np.float64).reshape(-1, len(groups)).mean(0)
-    out = np.full(n_groups, np.nan)
-    for g in range(n_groups):
-        vals = per_example[groups == g]
-        if len(vals):
-            out[g] = vals.mean() if how == "mean" else vals.max()
-    return out
-
-
-def top_groups(attribution: np.ndarray, fraction: float) -> np.ndarray:
-    """Indices of the ``ceil(fraction·n)`` groups with the largest attribution (ties: lower index)."""
-    k = max(1, math.ceil(fraction * len(attribution) - 1e-9))
-    order = np.lexsort((np.arange(len(attribution)), -np.asarray(attribution, np.float64)))
-    return np.sort(order[:k])
-
-
-# ------------------------------------------------------------------------------------------------
-# Pruning
-
-
-def magnitude_masks(unet, ratio: float) -> dict:
-    """Global magnitude (L1) pruning: 0/1 masks that zero the ``ratio`` fraction of smallest-|w|
-    weights over every convolution and linear weight matrix together (biases and norms are kept)."""
-    import torch
-
-    if not 0 <= ratio < 1:
-        raise ValueError(f"shapley.prune.ratio must be in [0, 1), got {ratio}")
-    prunable = {name: p for name, p in unet.named_parameters()
-                if name.endswith(".weight") and p.dim() >= 2}
-    flat = torch.cat([p.detach().abs().flatten() for p in prunable.values()])
-    k = int(ratio * flat.numel())
-    if k == 0:
-        return {name: torch.ones_like(p) for name, p in prunable.items()}
-    threshold = torch.kthvalue(flat, k).values
-    return {name: (p.detach().abs() > threshold).to(p.dtype) for name, p in prunable.items()}
-
-
-def apply_masks(unet, masks: dict) -> None:
-    import torch
-
-    named = dict(unet.named_parameters())
-    with torch.no_grad():
-        for name, m in masks.items():
-            named[name].mul_(m)
-
-
-def count_parameters(unet, masks: dict | None = None) -> dict:
-    """Total parameters and non-zero ones after pruning."""
-    total = sum(p.numel() for p in unet.parameters())
-    zeros = sum(int((m == 0).sum()) for m in (masks or {}).values())
-    return {"parameters": int(total), "nonzero": int(total - zeros)}
-
-
-# ------------------------------------------------------------------------------------------------
-# Submodels: retrain, fine-tune, sparsified fine-tune; each evaluated by the global properties
+from dabench.shapley.game import (
+    AGGREGATIONS, WAY_LABELS, aggregate, draw_group_subsets, draw_kernel_subsets, group_index,
+    members, shapley_values, top_groups)
+from dabench.shapley.pruning import apply_masks, count_parameters, magnitude_masks
 
 
 def recipes(config: dict) -> dict:
@@ -282,6 +118,7 @@ def write_pruned(full_model_path, train_path, model_cfg: dict, recipe: dict, rat
     """Workflow stage: global magnitude pruning of θ_D, then fine-tuning on all of D to recover
     (masks kept); the pruned model and its masks in one safetensors file."""
     from dabench import model as M
+    from dabench import training as T
     from dabench.io import load_npz, save_tensors, sha256
 
     unet, meta = M.load_model(full_model_path)
@@ -289,7 +126,7 @@ def write_pruned(full_model_path, train_path, model_cfg: dict, recipe: dict, rat
     apply_masks(unet, masks)
     images = load_npz(train_path)["train_images"]
     tic = time.perf_counter()
-    result = M.train(images, np.arange(len(images)), model_cfg, recipe,
+    result = T.train(images, np.arange(len(images)), model_cfg, recipe,
                      seed=derive_seed(seed, "shapley-recovery"), init_seed=0,
                      init_state=(sha256(full_model_path), {k: v.clone() for k, v in
                                                          unet.state_dict().items()}),
@@ -330,7 +167,7 @@ def run_models(way: str, family: str, chunk: int, per_job: int, train_path, desi
     ``shapley.submodels[way]`` kernel subsets) or ``heldout`` (retrained, for the group LDS).
     Each finished submodel is kept in ``partial_dir`` (a killed job resumes); the chunk file holds
     per submodel its row, the three properties, and its training and evaluation seconds."""
-    from dabench import model as M
+    from dabench import training as T
     from dabench.seeds import fingerprint
     from dabench.io import load_npz, save_npz
     from dabench.properties import PROPERTIES
@@ -354,7 +191,7 @@ def run_models(way: str, family: str, chunk: int, per_job: int, train_path, desi
             continue
         train_seed, init_seed = retrain_seeds(seed, 0, "shapley")
         tic = time.perf_counter()
-        result = M.train(images, members(groups, subsets[l]), model_cfg, recipe, seed=train_seed,
+        result = T.train(images, members(groups, subsets[l]), model_cfg, recipe, seed=train_seed,
                          init_seed=init_seed,
                          init_state=None if start is None else start[0],
                          masks=None if start is None else start[1],
@@ -384,20 +221,6 @@ def load_chunks(paths: list) -> dict:
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     order = np.argsort(out["row"])
     return {k: v[order] for k, v in out.items()}
-
-
-# ------------------------------------------------------------------------------------------------
-# Attributions, counterfactual, tables
-
-
-def shapley_values(design: dict, reference: dict, rows: dict, n_rows: int | None = None) -> dict:
-    """KernelSHAP values per property from a way's submodels (the first ``n_rows`` of them)."""
-    from dabench.properties import PROPERTIES
-
-    take = slice(None) if n_rows is None else slice(0, n_rows)
-    z = design["kernel"][rows["row"][take]]
-    return {p: kernel_shap(z, rows[p][take], reference["empty"][p], reference["full"][p])
-            for p in PROPERTIES}
 
 
 def write_way_values(design_path, reference_json, chunk_paths: list, way: str, out_json) -> dict:
@@ -450,7 +273,7 @@ def run_counterfactual(key: str, attributions_json, train_path, design_path, cla
     """Workflow stage: retrain from scratch without the top ``fraction`` of groups by ``key``'s
     attribution of ``prop`` (``key`` = ``full``: nothing removed, the reference), one model per
     seed; F of each, and the first seed's samples for the image grid."""
-    from dabench import model as M
+    from dabench import training as T
     from dabench.io import load_npz, save_npz
     from dabench.properties import PROPERTIES
 
@@ -476,7 +299,7 @@ def run_counterfactual(key: str, attributions_json, train_path, design_path, cla
     tic = time.perf_counter()
     for r in range(cfg["counterfactual"]["n_seeds"]):
         train_seed, init_seed = retrain_seeds(seed, r, "shapley")
-        result = M.train(images, members(design["groups"], subset), model_cfg, recipe,
+        result = T.train(images, members(design["groups"], subset), model_cfg, recipe,
                          seed=train_seed, init_seed=init_seed,
                          resume_path=partial / f"{key}_seed{r}.resume.safetensors",
                          progress=f"group counterfactual {key} seed {r}")
@@ -490,108 +313,3 @@ def run_counterfactual(key: str, attributions_json, train_path, design_path, cla
     save_npz(out_path, **out)
     remove_leftovers(partial, f"{key}_seed*.resume*")
     return out
-
-
-def _lds_rows(design: dict, heldout: dict, attribution: dict, alphas: list, bootstrap: dict,
-              seed: int) -> list:
-    from dabench.metrics import group_lds
-    from dabench.properties import PROPERTIES
-
-    z_all = design["heldout"][heldout["row"]]
-    a_all = design["heldout_alpha"][heldout["row"]]
-    rows = []
-    for p in PROPERTIES:
-        for a in alphas:
-            sel = np.isclose(a_all, a)
-            rows.append({"property": p, "alpha": a,
-                         **group_lds(attribution[p], z_all[sel], heldout[p][sel], seed=seed,
-                                     **bootstrap)})
-    return rows
-
-
-# ------------------------------------------------------------------------------------------------
-# Results as frames (dabench.shapley_report writes them as tables and figures)
-
-
-def values_frame(attributions: dict):
-    """One row per (attribution, property, group): its value."""
-    import pandas as pd
-
-    return pd.DataFrame([{"key": k, "method": v["label"], "family": v["family"], "property": p,
-                          "group": g, "value": x}
-                         for k, v in attributions.items() for p, vals in v["values"].items()
-                         for g, x in enumerate(vals)])
-
-
-def lds_frame(design: dict, heldout: dict, attributions: dict, alphas: list, bootstrap: dict,
-              seed: int):
-    """Group LDS of every attribution, per property and α (paper Tables 1, 3)."""
-    import pandas as pd
-
-    return pd.DataFrame([{"key": k, "method": v["label"], "family": v["family"], **r}
-                         for k, v in attributions.items()
-                         for r in _lds_rows(design, heldout, {p: np.asarray(x) for p, x in
-                                                             v["values"].items()}, alphas,
-                                            bootstrap, seed)])
-
-
-def _way_runtime(way: str, rows: dict, unit: float, fixed: float, pruned: dict) -> dict:
-    cost = rows["seconds_train"] + rows["seconds_eval"]
-    return {"way": WAY_LABELS[way], "n_submodels": len(cost),
-            "minutes_train": rows["seconds_train"].mean() / 60,
-            "minutes_eval": rows["seconds_eval"].mean() / 60,
-            "minutes": cost.mean() / 60, "minutes_sd": cost.std(ddof=0) / 60,
-            "speedup_vs_retrain": unit / cost.mean(), "fixed_minutes": fixed / 60,
-            "nonzero_parameters": pruned.get("nonzero") if way == "sparse" else None}
-
-
-def runtime_and_budget(design: dict, reference: dict, heldout: dict, way_rows: dict,
-                       pruned: dict, alphas: list, bootstrap: dict, seed: int):
-    """Minutes per submodel of each way (paper Table 2) and group LDS against the compute budget
-    in units of one retrain, every second submodel count (Figure 2, Table 4). ``way_rows``: way
-    -> :func:`load_chunks` of its kernel submodels; ``pruned``: the pruning record ({} when
-    sparsified FT is not run)."""
-    import pandas as pd
-
-    held_cost = heldout["seconds_train"] + heldout["seconds_eval"]
-    unit = float(held_cost.mean())
-    runtime, budget = [], []
-    for way, rows in way_rows.items():
-        fixed = float(pruned.get("seconds", 0.0)) if way == "sparse" else 0.0
-        runtime.append(_way_runtime(way, rows, unit, fixed, pruned))
-        cost = rows["seconds_train"] + rows["seconds_eval"]
-        for m in range(2, len(cost) + 1, 2):
-            values = shapley_values(design, reference, rows, m)
-            for r in _lds_rows(design, heldout, values, alphas, bootstrap, seed):
-                budget.append({"way": WAY_LABELS[way], "n_submodels": m,
-                               "budget": (fixed + cost[:m].sum()) / unit, **r})
-    runtime.append({"way": "Retraining (held-out LDS models)", "n_submodels": len(heldout["row"]),
-                    "minutes": unit / 60, "minutes_sd": held_cost.std() / 60,
-                    "minutes_train": heldout["seconds_train"].mean() / 60,
-                    "minutes_eval": heldout["seconds_eval"].mean() / 60,
-                    "speedup_vs_retrain": 1.0, "fixed_minutes": 0.0, "nonzero_parameters": None})
-    return pd.DataFrame(runtime), pd.DataFrame(budget)
-
-
-def counterfactual_frame(cf: dict, attributions: dict, cfg: dict):
-    """Relative change (%) of every property after removing each attribution's top groups,
-    against the reference retrains (``cf["full"]``), paired by seed (paper Figure 3)."""
-    import pandas as pd
-
-    from dabench.properties import PROPERTIES
-
-    base = cf["full"]["values"]
-    rows = []
-    for k, res in cf.items():
-        if k == "full":
-            continue
-        change = 100 * (res["values"] - base) / np.abs(base)
-        for j, p in enumerate(PROPERTIES):
-            rows.append({"key": k, "method": attributions[k]["label"],
-                         "family": attributions[k]["family"], "property": p,
-                         "ranked_by": cfg["property"], "removed": res["removed"].tolist(),
-                         "f_full": base[:, j].mean(), "f_removed": res["values"][:, j].mean(),
-                         "change_pct": change[:, j].mean(),
-                         "change_sd": change[:, j].std(ddof=0),
-                         "n_seeds": len(change)})
-    return pd.DataFrame(rows)
