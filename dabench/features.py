@@ -20,6 +20,11 @@ queries:
 the mean gradient along the sampling trajectory, id ``loss_journey_e1_sparse4096``), ``replay`` features (one gradient per training example at its
 logged (t, ε), id ``loss_replay_e1_sparse4096``) and ``unit`` features, whose every per-(t, ε)
 gradient is L2-normalised before averaging (Diffusion-ReTrac's test side, id suffix ``_unit``).
+
+Why one module of ~420 lines: the feature-id grammar (:class:`FeatureSpec`), the noises and
+timesteps a feature uses and the streaming writer are one contract — a feature file is only
+reproducible if all of them agree — and the gradient maths itself lives in
+:mod:`dabench.gradients`.
 """
 
 from __future__ import annotations
@@ -54,9 +59,27 @@ def feature_timesteps(n: int, schedule: str, num_train_timesteps: int) -> np.nda
 SCHEDULES = ("uniform", "cumulative", "replay", "journey")
 # Schedules without K fixed timesteps: the id names the schedule instead of K<n><u|c>.
 TRACED = ("replay", "journey")
+# The feature-id grammar, written once: ``<function>_<K<n><u|c> | replay | journey>_e<noises>_
+# <projection><k>[_unit]``. :func:`feature_id_pattern` gives the rules' wildcard constraints.
+_PROJECTIONS = "none|sparse|gaussian|rademacher|fast_jl"
 _ID = re.compile(r"^(?P<function>[a-z0-9-]+)_(?:K(?P<n_timesteps>\d+)(?P<schedule>[uc])|(?P<traced>replay|journey))"
-                 r"_e(?P<n_noises>\d+)_(?P<projection>none|sparse|gaussian|rademacher|fast_jl)"
+                 rf"_e(?P<n_noises>\d+)_(?P<projection>{_PROJECTIONS})"
                  r"(?P<k>\d*)(?P<unit>_unit)?$")
+
+
+def feature_id_pattern(kind: str = "any") -> str:
+    """A regex (for Snakemake's ``wildcard_constraints``) of the feature ids of one kind: ``grid``
+    (K fixed timesteps, the kind featurize computes), ``replay``, ``journey`` or ``any``."""
+    projection = rf"(?:{_PROJECTIONS})\d*"
+    patterns = {
+        "grid": rf"[a-z0-9-]+_K\d+[uc]_e\d+_{projection}(?:_unit)?",
+        "replay": rf"[a-z0-9-]+_replay_e1_{projection}",
+        "journey": rf"loss_journey_e1_{projection}",
+        "any": rf"[a-z0-9-]+_(?:K\d+[uc]|replay|journey)_e\d+_{projection}(?:_unit)?",
+    }
+    if kind not in patterns:
+        raise ValueError(f"unknown feature kind {kind!r} ({', '.join(patterns)})")
+    return patterns[kind]
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from dabench.config import (
     shapley_plan,
 )
 from dabench.counterfactual import RANDOM, choose_queries
+from dabench.features import feature_id_pattern
 
 try:
     dabench_config.validate(config)
@@ -111,7 +112,7 @@ wildcard_constraints:
     query_set="|".join(layout.QUERY_SETS),
     split="|".join(layout.SPLITS),
     model=r"full|step\d{6}|dm\d{4}",
-    feature_id=r"[a-z0-9-]+_(K\d+[uc]|replay|journey)_e\d+_[a-z_]+?\d*(_unit)?",
+    feature_id=feature_id_pattern("any"),
     cf_method="|".join(map(re.escape, CF_METHODS)) or "NO_METHOD",
     query=r"\d{4}",
     method_id="|".join(map(re.escape, sorted(ALL_METHODS))) if ALL_METHODS else "NO_METHOD",

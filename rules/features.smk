@@ -22,7 +22,7 @@ rule featurize:
     benchmark:
         bench_path("featurize/{model}_{feature_id}")
     wildcard_constraints:
-        feature_id=r"[a-z0-9-]+_K\d+[uc]_e\d+_[a-z_]+?\d*(_unit)?",
+        feature_id=feature_id_pattern("grid"),
     conda:
         CONDA_GPU_ENV
     threads: 1
@@ -49,7 +49,7 @@ use rule featurize as featurize_replay with:
         norms=[run_path(layout.feature_norms("{model}", "{feature_id}", "train"))],
     wildcard_constraints:
         model=r"step\d{6}",
-        feature_id=r"[a-z0-9-]+_replay_e1_[a-z_]+?\d*",
+        feature_id=feature_id_pattern("replay"),
     resources:
         **resources_of("featurize_replay"),
     params:
@@ -70,7 +70,7 @@ use rule featurize as featurize_journey with:
         norms=[run_path(layout.feature_norms("{model}", "{feature_id}", "generation"))],
     wildcard_constraints:
         model="full",
-        feature_id=r"loss_journey_e1_[a-z_]+?\d*",
+        feature_id=feature_id_pattern("journey"),
     resources:
         **resources_of("featurize_journey"),
     params:
@@ -95,7 +95,7 @@ if TRAIN_SHARDS > 1:
         benchmark:
             bench_path("featurize/{model}_{feature_id}_shard{shard}")
         wildcard_constraints:
-            feature_id=r"[a-z0-9-]+_K\d+[uc]_e\d+_[a-z_]+?\d*(_unit)?",
+            feature_id=feature_id_pattern("grid"),
             shard=r"\d+",
         conda:
             CONDA_GPU_ENV
@@ -125,7 +125,7 @@ if TRAIN_SHARDS > 1:
         benchmark:
             bench_path("featurize/{model}_{feature_id}_merge")
         wildcard_constraints:
-            feature_id=r"[a-z0-9-]+_K\d+[uc]_e\d+_[a-z_]+?\d*(_unit)?",
+            feature_id=feature_id_pattern("grid"),
         conda:
             CONDA_ENV
         resources:
