@@ -141,7 +141,7 @@ def cost_table(run_dir, lds_csv):
 def write_cost_table(run_dir, lds_csv, csv_path, tex_path) -> pd.DataFrame:
     """Workflow stage: tables/cost.csv + .tex; returns the table (for
     :func:`dabench.figures.plot_cost`)."""
-    from dabench.tables import write_table
+    from dabench.tables import booktabs, write_table
 
     df = cost_table(run_dir, lds_csv)
     show = df.rename(columns={"name": "Method"})
@@ -150,8 +150,7 @@ def write_cost_table(run_dir, lds_csv, csv_path, tex_path) -> pd.DataFrame:
     cols = {"Method": "Method", **{p: f"{short[p]} (s)" for p in (*PHASES, "total_s")}}
     cols.update({c: f"LDS {c[4:7]}. (\\%)" for c in show.columns if c.startswith("lds_")})
     show = show[list(cols)].rename(columns=cols)
-    latex = show.style.hide(axis="index").format(precision=1, na_rep="--").to_latex(
-        hrules=True, column_format="l" + "r" * (len(cols) - 1))
+    latex = booktabs(show, "l" + "r" * (len(cols) - 1), precision=1, na_rep="--")
     write_table(df, csv_path, tex_path,
                 "% Compute per method (seconds on this run's machine) against its LDS; the full "
                 "model's training and the generated queries are shared by all methods and left "

@@ -8,10 +8,10 @@ import pandas as pd
 from dabench.counterfactual import RANDOM, summarize
 from dabench.embedding import load_embedder
 from dabench.figures import plot_counterfactual_box, plot_counterfactual_grid
-from dabench.io import atomic_path, load_npz, save_text
+from dabench.io import load_npz, save_text
 from dabench.methods import build
 from dabench.naming import display_name
-from dabench.tables import simple_latex
+from dabench.tables import RAW_FLOATS, simple_latex, write_csv
 
 
 def method_labels(entries: dict) -> dict:
@@ -35,10 +35,8 @@ def write_counterfactual_tables(result_paths: dict, labels: dict, embedder_cfg: 
         df.insert(1, "method", df["method_id"].map(lambda m: labels[m]["label"]))
         df.insert(2, "family", df["method_id"].map(lambda m: labels[m]["family"]))
     summary["embedder"] = embedder.kind
-    with atomic_path(per_query_path) as tmp:
-        per_query.to_csv(tmp, index=False, float_format="%.6g")
-    with atomic_path(csv_path) as tmp:
-        summary.to_csv(tmp, index=False, float_format="%.6g")
+    write_csv(per_query, per_query_path, RAW_FLOATS)
+    write_csv(summary, csv_path, RAW_FLOATS)
     save_text(tex_path, simple_latex(
         summary, {"method": "Method", "k": "k", "n_queries": "queries",
                   "median_l2": "median pixel L2 $\\uparrow$",

@@ -12,7 +12,7 @@ import pandas as pd
 
 from dabench.io import atomic_path, load_json
 from dabench.retrac import manipulation, norm_analyses, outlier_tables, targeted_table
-from dabench.tables import simple_latex
+from dabench.tables import RAW_FLOATS, simple_latex, write_csv
 
 
 LATEX = {
@@ -30,8 +30,7 @@ LATEX = {
 
 def _write(df: pd.DataFrame, csv_path, tex_path=None, latex: str | None = None) -> None:
     """CSV with 6 significant digits (p-values stay readable), LaTeX beside it when given."""
-    with atomic_path(csv_path) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.6g")
+    write_csv(df, csv_path, RAW_FLOATS)
     if tex_path is not None:
         with atomic_path(tex_path) as tmp:
             Path(tmp).write_text(latex)

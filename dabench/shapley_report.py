@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dabench import figures
 from dabench import shapley as S
-from dabench.io import atomic_path, load_json, load_npz
+from dabench.io import load_json, load_npz
 from dabench.properties import PROPERTY_LABELS
-from dabench.tables import fmt_ci, write_table
+from dabench.tables import RAW_FLOATS, booktabs, fmt_ci, write_csv, write_table
 
 
 def write_tables(design_path, reference_json, attribution_paths: list, heldout_chunks: list,
@@ -22,16 +22,14 @@ def write_tables(design_path, reference_json, attribution_paths: list, heldout_c
     attributions = S.load_attributions(attribution_paths)
     heldout = S.load_chunks(heldout_chunks)
     alphas = cfg["lds"]["alphas"]
-    with atomic_path(out["values_csv"]) as tmp:
-        S.values_frame(attributions).to_csv(tmp, index=False, float_format="%.6g")
+    write_csv(S.values_frame(attributions), out["values_csv"], RAW_FLOATS)
     _write_lds(S.lds_frame(design, heldout, attributions, alphas, bootstrap, seed), out)
     way_rows = {way: S.load_chunks(paths) for way, paths in way_chunks.items()}
     runtime, budget = S.runtime_and_budget(design, reference, heldout, way_rows,
                                            load_json(pruned_json) if pruned_json else {}, alphas,
                                            bootstrap, seed)
     _write_runtime(runtime, out)
-    with atomic_path(out["budget_csv"]) as tmp:
-        budget.to_csv(tmp, index=False, float_format="%.4f")
+    write_csv(budget, out["budget_csv"])
     figures.plot_shapley_budget(budget, cfg["property"], out["budget_pdf"], out["budget_png"])
     if cf_results:
         _write_counterfactual({k: load_npz(p) for k, p in cf_results.items()}, attributions,
@@ -44,8 +42,7 @@ def _write_lds(lds, out: dict) -> None:
                       + lds["alpha"].astype(str)).pivot_table(
         index="method", columns="column", values="cell", aggfunc="first", sort=False)
     wide = wide.reset_index().rename(columns={"method": "Method"})
-    latex = wide.style.hide(axis="index").to_latex(hrules=True, column_format="l" + "c" * (
-        len(wide.columns) - 1))
+    latex = booktabs(wide, "l" + "c" * (len(wide.columns) - 1))
     write_table(lds, out["lds_csv"], out["lds_tex"],
                 "% Group LDS (%) on held-out subsets of groups retrained from scratch "
                 "(sparsified-FT paper Tables 1 and 3)\n" + latex)
@@ -55,9 +52,8 @@ def _write_runtime(runtime, out: dict) -> None:
     show = runtime.assign(**{"Minutes per submodel": runtime.apply(
         lambda r: f"{r['minutes']:.2f} ± {r['minutes_sd']:.2f}", axis=1),
         "Speed-up": runtime["speedup_vs_retrain"].map(lambda x: f"{x:.1f}×")})
-    latex = show[["way", "n_submodels", "Minutes per submodel", "Speed-up"]].rename(
-        columns={"way": "Way", "n_submodels": "Submodels"}).style.hide(axis="index").to_latex(
-        hrules=True, column_format="lrcc")
+    latex = booktabs(show[["way", "n_submodels", "Minutes per submodel", "Speed-up"]].rename(
+        columns={"way": "Way", "n_submodels": "Submodels"}), "lrcc")
     write_table(runtime, out["runtime_csv"], out["runtime_tex"],
                 "% Minutes per submodel (training + evaluating F) (sparsified-FT paper Table 2)\n"
                 + latex)
@@ -66,10 +62,9 @@ def _write_runtime(runtime, out: dict) -> None:
 def _write_counterfactual(cf: dict, attributions: dict, cfg: dict, out: dict) -> None:
     cfdf = S.counterfactual_frame(cf, attributions, cfg)
     main = cfdf[cfdf["property"] == cfg["property"]]
-    latex = main.assign(**{"Relative change (%)": main.apply(
+    latex = booktabs(main.assign(**{"Relative change (%)": main.apply(
         lambda r: f"{r['change_pct']:.2f} ± {r['change_sd']:.2f}", axis=1)})[
-        ["method", "Relative change (%)"]].rename(columns={"method": "Method"}).style.hide(
-        axis="index").to_latex(hrules=True, column_format="lc")
+        ["method", "Relative change (%)"]].rename(columns={"method": "Method"}), "lc")
     write_table(cfdf, out["cf_csv"], out["cf_tex"],
                 f"% Relative change of {PROPERTY_LABELS[cfg['property']]} after removing the "
                 f"top {cfg['counterfactual']['fraction']:.0%} groups (sparsified-FT paper "

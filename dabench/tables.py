@@ -44,16 +44,36 @@ def lds_latex(df: pd.DataFrame, caption: str = "") -> str:
     wide = wide.reindex(columns=[c for c in ("validation", "generation") if c in wide.columns])
     wide.columns = [c.capitalize() for c in wide.columns]
     wide = wide.fillna("--").reset_index().rename(columns={"name": "Method"})
-    latex = wide.style.hide(axis="index").to_latex(hrules=True,
-                                                   column_format="l" + "c" * (len(wide.columns) - 1))
+    latex = booktabs(wide, "l" + "c" * (len(wide.columns) - 1))
     if caption:
         latex = f"% {caption}\n" + latex
     return latex
 
 
+# The two float formats of every CSV a run writes: summary tables (LDS, compute) to 4 decimals;
+# per-point data, p-values and chosen λ to 6 significant digits (they span orders of magnitude).
+SUMMARY_FLOATS = "%.4f"
+RAW_FLOATS = "%.6g"
+
+
+def write_csv(df: pd.DataFrame, path, float_format: str = SUMMARY_FLOATS) -> None:
+    """The one CSV writer: no index, atomic, floats in one of the two formats above."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format=float_format)
+
+
+def booktabs(view: pd.DataFrame, column_format: str, **formats) -> str:
+    """The one LaTeX writer: a booktabs tabular of ``view`` without its index; ``formats`` go to
+    pandas' ``Styler.format`` (``precision``, ``na_rep``, a per-column formatter)."""
+    styler = view.style.hide(axis="index")
+    if formats:
+        styler = styler.format(**formats)
+    return styler.to_latex(hrules=True, column_format=column_format)
+
+
 def write_table(df: pd.DataFrame, csv_path, tex_path, latex: str) -> None:
-    with atomic_path(csv_path) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.4f")
+    """A summary table: ``df`` as CSV (:data:`SUMMARY_FLOATS`) and its LaTeX beside it."""
+    write_csv(df, csv_path)
     with atomic_path(tex_path) as tmp:
         Path(tmp).write_text(latex)
 
@@ -102,8 +122,7 @@ def write_retraining_table(record_paths: list, csv_path, tex_path) -> pd.DataFra
     wide = wide.reindex(columns=[c for c in ("validation", "generation") if c in wide.columns])
     wide.columns = [c.capitalize() for c in wide.columns]
     wide = wide.fillna("--").reset_index().rename(columns={"name": "Method", "models": "Models"})
-    latex = wide.style.hide(axis="index").to_latex(hrules=True, column_format="lr" + "c" * (
-        len(wide.columns) - 2))
+    latex = booktabs(wide, "lr" + "c" * (len(wide.columns) - 2))
     write_table(df, csv_path, tex_path, "% LDS (%) of the retraining-based methods against the "
                 "number of retrained models (D-TRAK Tables 7-8)\n" + latex)
     return df
@@ -129,7 +148,7 @@ def ablation_latex(df: pd.DataFrame) -> str:
     view = df.assign(LDS=df.apply(fmt_ci, axis=1))[["axis", "value", "LDS"]]
     view = view.rename(columns={"axis": "Setting", "value": "Value"})
     return ("% LDS (%) of the ablation base method as one setting changes\n"
-            + view.style.hide(axis="index").to_latex(hrules=True, column_format="llc"))
+            + booktabs(view, "llc"))
 
 
 def write_ablation_tables(record_paths: list, sidecar_paths: list, ablations_cfg: dict,
@@ -143,8 +162,7 @@ def write_ablation_tables(record_paths: list, sidecar_paths: list, ablations_cfg
           else pd.DataFrame(columns=["axis", "value", "lds", "ci_low", "ci_high"]))
     write_table(df, csv_path, tex_path, ablation_latex(df))
     lam = lambda_frame([load_json(p) for p in sidecar_paths])
-    with atomic_path(lambda_csv_path) as tmp:
-        lam.to_csv(tmp, index=False, float_format="%.6g")
+    write_csv(lam, lambda_csv_path, RAW_FLOATS)
     return df
 
 
@@ -152,6 +170,5 @@ def simple_latex(df: pd.DataFrame, columns: dict, caption: str, digits: int = 3)
     """A booktabs table of ``columns`` (name -> header) of ``df``, floats to ``digits`` places."""
     view = df[list(columns)].rename(columns=columns)
     fmt = {c: f"{{:.{digits}f}}" for c, t in view.dtypes.items() if t.kind == "f"}
-    latex = view.style.hide(axis="index").format(fmt).to_latex(
-        hrules=True, column_format="l" * 2 + "r" * (len(columns) - 2))
+    latex = booktabs(view, "l" * 2 + "r" * (len(columns) - 2), formatter=fmt)
     return f"% {caption}\n" + latex.replace("_", "\\_")
