@@ -34,10 +34,10 @@ class PixelL1(AttributionMethod):
         return {"train": layout.TRAIN_DATA, "queries": layout.query_file(query_set)}
 
     def score(self, inputs, query_set):
-        train = load_npz(inputs["train"])["train_images"].reshape(-1, 1, 64)
-        queries = load_npz(inputs["queries"])["images"].reshape(1, -1, 64)
-        return (-self.params["scale"] * np.abs(queries.transpose(1, 0, 2) - train).sum(-1)
-                ).astype(np.float32)
+        train = load_npz(inputs["train"])["train_images"]
+        queries = load_npz(inputs["queries"])["images"]
+        t, q = train.reshape(len(train), -1), queries.reshape(len(queries), -1)
+        return (-self.params["scale"] * np.abs(q[:, None] - t[None]).sum(-1)).astype(np.float32)
 '''
 
 
