@@ -50,11 +50,13 @@ def _measure(unet_kwargs: dict) -> dict:
         saved[0] += tensor.numel() * tensor.element_size()
         return tensor
 
-    with FlopCounterMode(display=False) as forward:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            out = unet(x, t).sample
-    with FlopCounterMode(display=False) as backward:
-        out.sum().backward()
+    # enable_grad: callers may hold no_grad (model_output does), and the backward is measured too.
+    with torch.enable_grad():
+        with FlopCounterMode(display=False) as forward:
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+                out = unet(x, t).sample
+        with FlopCounterMode(display=False) as backward:
+            out.sum().backward()
     return {"params": int(sum(p.numel() for p in unet.parameters())),
             "forward_flops": int(forward.get_total_flops()),
             "backward_flops": int(backward.get_total_flops()),
