@@ -95,6 +95,13 @@ class FeatureSpec:
     normalize: bool = False
 
     def __post_init__(self):
+        for key in ("n_timesteps", "n_noises") + (("k",) if self.projection != "none" else ()):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        if self.projection not in _PROJECTIONS.split("|"):
+            raise ValueError(f"unknown projection {self.projection!r} "
+                             f"(known: {', '.join(_PROJECTIONS.split('|'))})")
         if self.function not in OUTPUT_FUNCTIONS:
             raise ValueError(f"unknown output function {self.function!r} "
                              f"(known: {', '.join(OUTPUT_FUNCTIONS)})")

@@ -59,6 +59,18 @@ def test_method_errors_name_the_method_id():
         config.validate({"methods": {"mine": {"method": "pixel", "simlarity": "dot"}}})
 
 
+@pytest.mark.parametrize("params, message", [
+    ({"n_timesteps": 0}, r"methods\.mine: n_timesteps must be a positive integer, got 0"),
+    ({"n_timesteps": [10, -1]}, r"methods\.mine: n_timesteps must be a positive integer, got -1"),
+    ({"n_noises": 0}, r"methods\.mine: n_noises must be a positive integer"),
+    ({"k": 0}, r"methods\.mine: k must be a positive integer"),
+    ({"projection": "sparce"}, r"methods\.mine: unknown projection 'sparce'"),
+])
+def test_bad_feature_parameters_are_named(params, message):
+    with pytest.raises(ConfigError, match=message):
+        config.validate({"methods": {"mine": {"method": "d-trak", **params}}})
+
+
 def test_lds_recipe_inherits_from_train():
     c = config.validate({"train": {"lr": 0.002, "steps": 2000}, "lds": {"train": {"steps": 7}}})
     recipe = config.training_recipe(c, "lds")
@@ -127,3 +139,34 @@ def test_the_default_method_list_is_written_once(repo):
     raw = yaml.safe_load((repo / "config.schema.yaml").read_text())
     assert "default" not in raw["properties"]["methods"]
     assert config.validate({})["methods"] == config.load(repo / "config.yaml")["methods"]
+
+
+def test_missing_local_inputs_are_named_before_any_job(repo, tmp_path):
+    cfg = config.load(repo / "configs/paper/celeba.yaml")
+    problems = config.missing_paths(cfg, tmp_path / "run")
+    assert any(p.startswith("data.path: image folder 'data/celeba'") for p in problems), problems
+    assert any(p.startswith("embedder.path:") for p in problems), problems
+    # Once the run has prepared its data, the source folder is not needed any more.
+    (tmp_path / "run/data").mkdir(parents=True)
+    (tmp_path / "run/data/train.npz").write_bytes(b"")
+    assert not any(p.startswith("data.") for p in config.missing_paths(cfg, tmp_path / "run"))
+    cifar = config.load(repo / "configs/paper/cifar10.yaml", {"data": {"path": str(tmp_path)}})
+    # The outlier experiment's data inherits data.path: both keys are named.
+    assert config.missing_paths(cifar) == [
+        f"{key}.path: {tmp_path} has no data_batch_1 (expected the CIFAR python version)"
+        for key in ("data", "retrac.outliers.data")]
+    assert config.missing_paths(config.load(repo / "configs/ci.yaml")) == []
+
+
+def test_the_workflow_stops_on_missing_inputs_before_any_job(repo, tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"),
+                           "--directory", str(tmp_path), "--configfile",
+                           str(repo / "configs/paper/celeba.yaml"), "--cores", "1"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "data.path: image folder 'data/celeba' does not exist" in proc.stderr
+    assert not (tmp_path / "results").exists() and "prepare_dataset" not in proc.stderr.split(
+        "missing inputs")[-1]

@@ -150,6 +150,10 @@ class GradientFeatureMethod(AttributionMethod):
     defaults = dict(FEATURE_DEFAULTS)
     abbreviations = {"n_timesteps": "K", "k": "k", "n_noises": "e"}
 
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.spec  # a bad feature parameter (n_timesteps: 0, an unknown function) fails here
+
     @property
     def spec(self) -> FeatureSpec:
         return FeatureSpec(**{key: self.params[key] for key in FEATURE_DEFAULTS})
