@@ -50,6 +50,14 @@ rule all:
     localrule: True
 
 
+# Local inputs (data folders, a CLIP folder) are checked once the plan is made, before any job
+# runs or is queued on a cluster (a dry run does not check them).
+onstart:
+    missing = dabench_config.missing_paths(config, RUN)
+    if missing:
+        raise WorkflowError("missing inputs:\n  " + "\n  ".join(missing))
+
+
 onsuccess:
     from dabench.tables import summary
 

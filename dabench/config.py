@@ -301,6 +301,34 @@ def train_set_size(config: dict) -> int:
     return config["data"]["n_train"] + outliers.get("n", 0)
 
 
+def missing_paths(config: dict, run_dir: str | Path | None = None) -> list[str]:
+    """Local inputs of a validated config that are not there: the data sources (unless the run in
+    ``run_dir`` has already prepared them) and a CLIP embedder folder, each naming its config key.
+    The workflow checks them when it is planned, not in the first job after a cluster queue."""
+    from dabench import data as D
+    from dabench.layout import OUTLIER_RUN, TRAIN_DATA
+
+    run = Path(run_dir) if run_dir is not None else None
+    sections = [(config["data"], "data", run)]
+    outlier = outlier_data_config(config)
+    if outlier is not None:
+        sections.append((outlier, "retrac.outliers.data", run / OUTLIER_RUN if run else None))
+    problems = []
+    for data_cfg, key, folder in sections:
+        if folder is not None and (folder / TRAIN_DATA).exists():
+            continue                    # prepared already: the source is not read again
+        problem = D.source_problem(data_cfg, key)
+        if problem:
+            problems.append(problem)
+    embedder = config["embedder"]
+    if embedder["kind"] == "clip":
+        path = embedder.get("path")
+        if not path or not (Path(path) / "config.json").exists():
+            problems.append(f"embedder.path: {path!r} is not a saved CLIPModel folder "
+                            "(a folder with config.json and the weights)")
+    return problems
+
+
 def training_recipe(config: dict, section: str = "train") -> dict:
     """The training recipe for the full model (``train``) or the LDS retrains (``lds``)."""
     recipe = dict(config["train"])

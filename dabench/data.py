@@ -209,6 +209,29 @@ def load_image_folder(path: str | None) -> tuple[Split, Split | None]:
     return train, test
 
 
+def source_problem(data_cfg: dict, key: str = "data") -> str | None:
+    """Why the configured source (and its outlier source) cannot be read here, naming the config
+    key (``key``: where ``data_cfg`` sits in the config), or None — checked when the workflow is
+    planned, so a wrong path is found before any job is queued."""
+    name, path = data_cfg["dataset"], data_cfg.get("path")
+    problem = None
+    if name in ("cifar10", "cifar100"):
+        inner, marker = (("cifar-10-batches-py", "data_batch_1") if name == "cifar10"
+                         else ("cifar-100-python", "train"))
+        if not path:
+            problem = f"{key}.path is not set (the folder of the CIFAR python batches, {inner})"
+        elif not ((Path(path) / marker).exists() or (Path(path) / inner / marker).exists()):
+            problem = f"{key}.path: {path} has no {marker} (expected the CIFAR python version)"
+    elif name == "image_folder" and not (path and Path(path).is_dir()):
+        problem = f"{key}.path: image folder {path!r} does not exist"
+    elif name == "fashion_mnist" and not Path(path or FASHION_MNIST_DEFAULT).is_dir():
+        problem = (f"{key}.path: Fashion-MNIST folder {path or FASHION_MNIST_DEFAULT} does not "
+                   "exist (apt-get install dataset-fashion-mnist, or set the path)")
+    if problem is None and data_cfg.get("outliers"):
+        return source_problem(data_cfg["outliers"], f"{key}.outliers")
+    return problem
+
+
 def load_source(data_cfg: dict) -> tuple[Split, Split | None]:
     """Load the configured source dataset as ``(train, test)`` splits."""
     name = data_cfg["dataset"]
