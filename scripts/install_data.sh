@@ -16,8 +16,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 fi
 if [ ! -f "$target/train-images-idx3-ubyte.gz" ]; then
   cat >&2 <<MSG
-[dabench] Fashion-MNIST is not installed (optional: only configs with data.dataset: fashion_mnist
-          need it). Install it with 'sudo apt-get install dataset-fashion-mnist', or put the four
+[dabench] Fashion-MNIST is not installed (optional: no shipped config needs it, only configs
+          that name dataset: fashion_mnist). Install it with 'sudo apt-get install dataset-fashion-mnist', or put the four
           idx files in a folder and set data.path to it.
 MSG
 fi

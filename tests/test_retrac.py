@@ -96,7 +96,7 @@ def test_retrac_configuration_is_checked():
     cfg = C.validate(_raw())
     assert C.retrac_methods(cfg) == ("tr", "re")
     out = C.outlier_data_config(cfg)
-    assert out["dataset"] == "fashion_mnist" and out["outliers"]["n"] == 16
+    assert out["dataset"] == "mnist_subset" and out["outliers"]["n"] == 16
     assert out["resolution"] == cfg["data"]["resolution"]      # inherited from data
     assert C.retrac_methods(C.validate(_raw(retrac={"enabled": False}))) is None
     assert C.retrac_methods(C.validate({"name": "x", "methods": {}})) is None
