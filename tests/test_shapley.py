@@ -177,3 +177,11 @@ def test_magnitude_pruning_removes_the_smallest_weights_and_fine_tuning_keeps_th
                        init_state=("pruned", state)).unet
     assert any((dict(unmasked.named_parameters())[k].detach()[~m.bool()] != 0).any()
                for k, m in masks.items())
+
+
+def test_budget_curve_ends_on_each_ways_final_submodel_count():
+    from dabench.shapley.results import budget_points
+
+    assert budget_points(3) == [2, 3]          # the default's 3 retrained submodels
+    assert budget_points(16) == [2, 4, 6, 8, 10, 12, 14, 16]
+    assert budget_points(1) == []
