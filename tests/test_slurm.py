@@ -79,6 +79,21 @@ def _crash_first(rule: str, stop: threading.Event, crashed: list) -> None:
         time.sleep(0.5)
 
 
+def test_start_clears_what_an_interrupted_run_left(cluster):
+    """An interrupted test leaves running and pending jobs behind; the next start cancels them
+    and hands over an idle node (it used to fail with "node never became idle (state: mix-)")."""
+    for _ in range(3):                  # 2 CPUs: the first two run, the third waits
+        subprocess.run(["sbatch", "-A", "root", "-p", "debug", "-c", "1", "--mem", "100",
+                        "--wrap", "sleep 600"], check=True, capture_output=True)
+    proc = subprocess.run(["bash", str(CLUSTER), "start", "--gpus", "2"], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "cancelling 3 job(s)" in proc.stderr
+    assert subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip() == ""
+    assert subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True,
+                          text=True).stdout.split() == ["idle"]
+
+
 def test_ci_workflow_through_slurm(cluster, tmp_path):
     since = time.strftime("%Y-%m-%dT%H:%M:%S")
     stop, crashed = threading.Event(), []

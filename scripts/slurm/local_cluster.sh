@@ -7,7 +7,8 @@
 #   scripts/slurm/local_cluster.sh stop               stop every daemon (reverse order)
 #   scripts/slurm/local_cluster.sh status             sinfo
 #
-# Idempotent: start on a running cluster only checks it. State lives under $DABENCH_SLURM_DIR
+# Idempotent: start on a running cluster checks it, cancels the jobs an earlier (interrupted) run
+# left and waits until the node is idle. State lives under $DABENCH_SLURM_DIR
 # (default /tmp/dabench-slurm); /etc/slurm/slurm.conf is a symlink into it (the jobstep plugin
 # strips SLURM_CONF, so slurm.conf must be at the default path).
 set -euo pipefail
@@ -157,14 +158,35 @@ start() {
   sacctmgr -i add cluster dabench >/dev/null 2>&1 || true
   start_daemon slurmctld "$DIR/run/slurmctld.pid" slurmctld
   start_daemon slurmd "$DIR/run/slurmd.pid" slurmd
-  for _ in $(seq 120); do
+  clear_leftovers
+  local state=""
+  for _ in $(seq 240); do
     state=$(sinfo -h -o %t 2>/dev/null | head -n1)
-    case "$state" in idle|mix|alloc) log "up in $((SECONDS - tic))s (node $state, $GPUS fake GPUs)"; return 0;; esac
-    [ "$state" = "down" ] || [ "$state" = "down*" ] && scontrol update nodename="$(hostname -s)" state=resume >/dev/null 2>&1 || true
+    case "$state" in
+      idle) log "up in $((SECONDS - tic))s (node idle, $GPUS fake GPUs)"; return 0 ;;
+      down*|drain*|drng*|fail*)
+        scontrol update nodename="$(hostname -s)" state=resume >/dev/null 2>&1 || true ;;
+      *) [ -n "$(squeue -h -o %i 2>/dev/null)" ] && clear_leftovers ;;
+    esac
     sleep 0.5
   done
-  log "node never became idle (state: ${state:-none}); see $DIR/log/"
+  log "node never became idle (state: ${state:-none}; jobs: $(squeue -h -o %i 2>/dev/null | xargs)); see $DIR/log/"
   exit 1
+}
+
+# Jobs an earlier, interrupted run left (a killed test, a cancelled workflow): cancelled, so that
+# every start hands over an idle node with an empty queue.
+clear_leftovers() {
+  local jobs
+  jobs=$(squeue -h -o %i 2>/dev/null | xargs)
+  [ -z "$jobs" ] && return 0
+  log "cancelling $(echo "$jobs" | wc -w) job(s) an earlier run left: $jobs"
+  scancel --full $jobs >/dev/null 2>&1 || scancel $jobs >/dev/null 2>&1 || true
+  for _ in $(seq 120); do
+    [ -z "$(squeue -h -o %i 2>/dev/null)" ] && return 0
+    sleep 0.5
+  done
+  log "jobs still queued after cancelling: $(squeue -h -o %i,%T 2>/dev/null | xargs)"
 }
 
 stop() {
