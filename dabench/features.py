@@ -203,7 +203,8 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
     (n, S, C, H, W), the clean estimates x̂₀ of each sampling step (:func:`dabench.sampling.
     journey_points`), and example i's feature is (1/S)Σ_s ∇F(x̂₀⁽ˢ⁾, t_s, ε_s) — Journey-TRAK's
     query side. ``rows = (a, b)`` computes examples a … b-1 only (a shard; the file then has
-    b - a rows, each the same as in a whole pass). ``batch_size`` forces vmap batches of that
+    b - a rows, each the same as in a whole pass up to float rounding: a batched kernel's
+    summation order depends on the batch). ``batch_size`` forces vmap batches of that
     many examples (tests). Returns timing, shape and plan information.
     """
     import torch

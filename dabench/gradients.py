@@ -153,6 +153,110 @@ def _vmap_gradients(unet, scheduler, x0, timesteps, noises, fn, wtab, normalize)
     return [(grads.pop(name).reshape(b, j, -1) * inv).mean(dim=1) for name in list(params)]
 
 
+def hooks_supported(unet) -> bool:
+    """Every parameter of ``unet`` sits in a module :func:`_hook_gradients` has a rule for
+    (Conv2d without groups and with zero padding, Linear, GroupNorm), each module used once."""
+    import torch
+
+    for module in unet.modules():
+        if not list(module.parameters(recurse=False)):
+            continue
+        if type(module) is torch.nn.Conv2d:
+            if module.groups != 1 or module.padding_mode != "zeros" or isinstance(module.padding, str):
+                return False
+        elif type(module) not in (torch.nn.Linear, torch.nn.GroupNorm):
+            return False
+    return True
+
+
+def _hook_gradients(unet, scheduler, x0, timesteps, noises, fn, wtab):
+    """Blocks (B, p_i) of (1/J)Σ_j ∇F per example from ONE batched backward pass of the B·J
+    items: each layer's input is kept from the forward pass and, when the gradient of its
+    output arrives, the weight gradient is contracted per example — over the example's J items
+    and every position at once (conv: the weight gradient of one grouped convolution, the B
+    examples as its groups and the J items as its batch; linear: one (out × J·L)(J·L × in)
+    product per example; group norm: Σ g·x̂ and Σ g). The
+    parameters themselves take no gradient, so the backward pass computes only what flows to the
+    inputs. Same numbers as :func:`_vmap_gradients` up to float rounding, about the cost of a
+    training step on the B·J items instead of a per-item vmap."""
+    import torch
+    import torch.nn.functional as F
+
+    b, j = noises.shape[:2]
+    n = b * j
+    x_items = x0 if x0.ndim == noises.ndim else x0.unsqueeze(1).expand(b, j, *x0.shape[1:])
+    t_items = timesteps.expand(b, j) if timesteps.ndim == 1 else timesteps
+    x_items, t_items = x_items.reshape(n, *x0.shape[-3:]), t_items.reshape(n)
+    noise_items = noises.reshape(n, *noises.shape[2:])
+    names = {id(p): name for name, p in unet.named_parameters()}
+    blocks: dict[str, torch.Tensor] = {}
+
+    def add(param, value):
+        if param is None:
+            return
+        name = names[id(param)]
+        value = value.reshape(b, -1)
+        blocks[name] = blocks[name] + value if name in blocks else value
+
+    def contract(module, inp, grad_out):
+        g = grad_out.float()
+        if type(module) is torch.nn.Conv2d:
+            # The B examples as the groups of one grouped convolution whose batch is the J
+            # items: its weight gradient is the per-example gradient, summed over items.
+            c_out, c_in = module.out_channels, module.in_channels
+            per_group = lambda a: a.reshape(b, j, *a.shape[1:]).transpose(0, 1).reshape(
+                j, b * a.shape[1], *a.shape[2:])
+            weight = module.weight.detach().float()
+            grouped = weight.unsqueeze(0).expand(b, *weight.shape).reshape(b * c_out, *weight.shape[1:])
+            _, gw, _ = torch.ops.aten.convolution_backward(
+                per_group(g), per_group(inp.float()), grouped, None, list(module.stride),
+                list(module.padding), list(module.dilation), False, [0, 0], b,
+                [False, True, False])
+            add(module.weight, gw.reshape(b, c_out * c_in * weight.shape[2] * weight.shape[3]))
+            add(module.bias, g.reshape(b, j, c_out, -1).sum((1, 3)))
+        elif type(module) is torch.nn.Linear:
+            g = g.reshape(b, -1, g.shape[-1])
+            add(module.weight, torch.bmm(g.transpose(1, 2), inp.float().reshape(b, -1, inp.shape[-1])))
+            add(module.bias, g.sum(1))
+        else:                                                               # GroupNorm
+            xhat = F.group_norm(inp.float(), module.num_groups, eps=module.eps)
+            c = g.shape[1]
+            add(module.weight, (g * xhat).reshape(b, j, c, -1).sum((1, 3)))
+            add(module.bias, g.reshape(b, j, c, -1).sum((1, 3)))
+
+    def pre_hook(module, args):
+        # A layer whose input depends on no parameter (the timestep MLP) still needs the
+        # gradient of its output: its input becomes a leaf that asks for one.
+        if not args[0].requires_grad:
+            return (args[0].detach().requires_grad_(True),) + tuple(args[1:])
+        return None
+
+    def post_hook(module, args, out):
+        inp = args[0].detach()
+        out.register_hook(lambda grad, module=module, inp=inp: contract(module, inp, grad))
+
+    modules = [m for m in unet.modules() if list(m.parameters(recurse=False))]
+    flags = [(p, p.requires_grad) for p in unet.parameters()]
+    handles = []
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        for m in modules:
+            handles += [m.register_forward_pre_hook(pre_hook), m.register_forward_hook(post_hook)]
+        with torch.enable_grad():
+            xt = _item_inputs(scheduler, x_items, noise_items, t_items).detach().requires_grad_(True)
+            out = unet(xt, t_items).sample
+            value = fn(out.float(), noise_items, None if wtab is None else wtab[t_items])
+            (value.sum() / j).backward()
+    finally:
+        for h in handles:
+            h.remove()
+        for p, flag in flags:
+            p.requires_grad_(flag)
+    return [blocks[name] if name in blocks else torch.zeros(b, p.numel(), device=x0.device)
+            for name, p in unet.named_parameters()]
+
+
 def _loop_gradients(unet, scheduler, x0, timesteps, noises, fn, wtab, normalize, chunk):
     """Blocks (1, p_i) of one example's (1/J)Σ_j ∇F, items in chunks of ordinary backward passes
     accumulating into ``.grad`` (normalised: one item per pass, summed into a running total)."""
@@ -185,6 +289,19 @@ def _loop_gradients(unet, scheduler, x0, timesteps, noises, fn, wtab, normalize,
     return total
 
 
+def use_hooks(unet, normalize: bool) -> bool:
+    """Whether the vmap plan runs as :func:`_hook_gradients`: on a CPU, for the averaged
+    (not per-item normalised) gradient of a model whose layers all have a rule. (On a GPU the
+    vmap path stays: the hook path's memory has not been measured there.)"""
+    import os
+
+    if normalize or os.environ.get("DABENCH_GRADIENTS") == "vmap":
+        return False
+    if next(unet.parameters()).device.type != "cpu":
+        return False
+    return hooks_supported(unet)
+
+
 def example_gradients(unet, scheduler, x0, timesteps, noises, function: str,
                       normalize: bool = False, plan: GradientPlan | None = None):
     """(1/J) Σ_j ∇_θ F(x_j, t_j, ε_j; θ) of each example, as blocks (B, p_i) per parameter.
@@ -196,6 +313,8 @@ def example_gradients(unet, scheduler, x0, timesteps, noises, function: str,
     fn = OUTPUT_FUNCTIONS[function]
     wtab = vlb_weights(scheduler).to(x0.device) if function == "weighted-mse" else None
     if plan is None or plan.mode == "vmap":
+        if use_hooks(unet, normalize):
+            return _hook_gradients(unet, scheduler, x0, timesteps, noises, fn, wtab)
         return _vmap_gradients(unet, scheduler, x0, timesteps, noises, fn, wtab, normalize)
     if x0.shape[0] != 1:
         raise ValueError(f"the loop strategy takes one example per call, got {x0.shape[0]}")
