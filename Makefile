@@ -9,7 +9,8 @@
 #   make smoke CONFIG=...             the config at tiny counts on this CPU, end to end
 #   make gpu-check                    on a GPU machine: the paper model through every GPU stage
 #   make run CONFIG=configs/ci.yaml   the same for another config
-#   make test                         set up if needed, then the test suite
+#   make test                         set up if needed, then the fast test suite (~10 min)
+#   make test FULL=1                  ... the whole suite: + paper configs, SLURM (CI runs this)
 #   make dryrun                       show the plan (jobs and why) without running anything
 #   make lint                         snakemake --lint
 #   make report                       HTML report of a finished run -> results/<name>/report.html
@@ -18,7 +19,8 @@
 #   make clean                        remove the ci run's results and logs, and .snakemake
 #   make help                         this text
 #
-#   Variables: CONFIG=<file> (default config.yaml), CORES=<n> (default 2), GPU=1 (with setup).
+#   Variables: CONFIG=<file> (default config.yaml), CORES=<n> (default 2), GPU=1 (with setup),
+#   FULL=1 (with test; CI=true, as in .ci/run, implies it).
 
 PYTHON ?= python3
 VENV := .venv
@@ -97,8 +99,11 @@ lint: check-config setup
 report: check-config setup
 	$(SNAKEMAKE) --report results/$$($(BIN)/python -c "import sys; from dabench.config import run_name; print(run_name(sys.argv[1:]))" $(CONFIG))/report.html
 
+# The fast suite leaves out the paper configs at tiny counts and the SLURM cluster (pytest markers
+# paper, slurm: ~30 min more); FULL=1 runs everything, and so does CI (.ci/run: CI=true).
+FULL_SUITE := $(or $(FULL),$(filter true,$(CI)))
 test: setup
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra $(if $(FULL_SUITE),,-m "not paper and not slurm")
 
 benchmarks: setup
 	$(BIN)/python scripts/benchmarks/retrain_throughput.py

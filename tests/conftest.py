@@ -1,5 +1,7 @@
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,24 @@ def cfg():
     from dabench import config
 
     return config.load(REPO / "configs" / "ci.yaml")
+
+
+def snakemake(workdir, *args, configfile="configs/ci.yaml", timeout=3600):
+    """Snakemake on this checkout's Snakefile in ``workdir`` (2 cores). ``timeout``: a guard
+    against a hang, generous enough for a busy machine."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+           "--directory", str(workdir), "--configfile", str(REPO / configfile), "--cores", "2",
+           *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def ci_run(tmp_path_factory):
+    """The ci config run once locally, end to end: the workflow tests read it, and the SLURM
+    test compares its own numbers with it."""
+    workdir = tmp_path_factory.mktemp("ci")
+    tic = time.perf_counter()
+    proc = snakemake(workdir)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    print(f"ci workflow: {time.perf_counter() - tic:.1f}s")
+    return workdir / "results" / "ci"

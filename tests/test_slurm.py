@@ -94,13 +94,14 @@ def test_start_clears_what_an_interrupted_run_left(cluster):
                           text=True).stdout.split() == ["idle"]
 
 
-def test_ci_workflow_through_slurm(cluster, tmp_path):
+def test_ci_workflow_through_slurm(cluster, ci_run, tmp_path):
     since = time.strftime("%Y-%m-%dT%H:%M:%S")
     stop, crashed = threading.Event(), []
     watcher = threading.Thread(target=_crash_first, args=("train_lds_models", stop, crashed))
     watcher.start()
     tic = time.perf_counter()
-    cmd = ["timeout", "-k", "30", "1800", sys.executable, "-m", "snakemake",
+    # The guard against a hang is generous: on a busy machine the run takes twice its ~15 min.
+    cmd = ["timeout", "-k", "30", "5400", sys.executable, "-m", "snakemake",
            "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path / "slurm"),
            "--configfile", str(REPO / "configs/ci.yaml"), "--profile", str(REPO / "profiles/slurm"),
            "--jobs", "4", "--slurm-init-seconds-before-status-checks", "2",
@@ -135,14 +136,7 @@ def test_ci_workflow_through_slurm(cluster, tmp_path):
     assert (states == "COMPLETED").sum() == n_retrain_jobs
     assert (ours[ours["rule"] != "train_lds_models"]["state"] == "COMPLETED").all()
 
-    # The same numbers as a local run of the same config.
-    tic = time.perf_counter()
-    local = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-                            "--directory", str(tmp_path / "local"), "--configfile",
-                            str(REPO / "configs/ci.yaml"), "--cores", "2"],
-                           capture_output=True, text=True)
-    assert local.returncode == 0, local.stderr[-3000:]
-    print(f"ci workflow locally: {time.perf_counter() - tic:.1f}s")
+    # The same numbers as the local run of the same config (the session's ci run).
     a = pd.read_csv(tmp_path / "slurm/results/ci/tables/lds.csv")
-    b = pd.read_csv(tmp_path / "local/results/ci/tables/lds.csv")
+    b = pd.read_csv(ci_run / "tables/lds.csv")
     pd.testing.assert_frame_equal(a, b)
