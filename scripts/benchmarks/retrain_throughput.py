@@ -13,6 +13,8 @@ level of float rounding, amplified by training. The JSON reports how far: per qu
 |f_current − f_previous| over the retrains against the spread of f across the retrains' subsets
 (the signal the LDS ranks), and the Spearman correlation of the two paths' outputs across subsets.
 Each retrain's time covers training and outputs (process start-up is reported apart).
+``training_step_floor``: one training step's FLOPs and time on one thread, and the share spent in
+convolutions with their rate — what bounds a retrain on this CPU.
 Writes results/benchmarks/retrain_throughput.json.
 
     .venv/bin/python scripts/benchmarks/retrain_throughput.py [--retrains 4] [--steps 1000]
@@ -103,6 +105,58 @@ def agreement(prev: dict, cur: dict) -> dict:
             "queries": int(a.shape[1]), "retrains": int(a.shape[0])}
 
 
+def step_floor(config_path: str, steps: int = 30) -> dict:
+    """What bounds a retrain on this CPU: one training step of the default model (batch of the
+    recipe, one thread) — its FLOPs, time, the achieved rate, and the share of the step spent in
+    convolutions with their own rate."""
+    import numpy as np
+    import torch
+    from torch.profiler import profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dabench import config, model as M
+
+    torch.set_num_threads(1)
+    cfg = config.load(config_path)
+    bsz, res = config.training_recipe(cfg, "lds")["batch_size"], cfg["data"]["resolution"]
+    unet = M.build_unet(cfg["model"], 1, res, 0)
+    sched = M.build_scheduler(cfg["model"])
+    opt = torch.optim.AdamW(unet.parameters(), lr=1e-3, fused=True)
+    x = torch.randn(bsz, 1, res, res)
+    t = torch.randint(0, 1000, (bsz,))
+    noise = torch.randn(bsz, 1, res, res)
+
+    def step():
+        loss = M.per_example_loss(unet, sched, x, t, noise).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    with FlopCounterMode(display=False) as flops:
+        step()
+    conv_flops = sum(v for k, v in flops.get_flop_counts()["Global"].items()
+                     if "conv" in str(k))
+    for _ in range(5):
+        step()
+    tic = time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds = (time.perf_counter() - tic) / steps
+    with profile() as prof:
+        for _ in range(10):
+            step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    conv = sum(e.self_cpu_time_total for e in events if "conv" in e.key)
+    share = conv / total
+    return {"batch": bsz, "gflop_per_step": flops.get_total_flops() / 1e9,
+            "ms_per_step": 1000 * seconds,
+            "gflop_per_s": flops.get_total_flops() / 1e9 / seconds,
+            "convolution_share_of_step": share,
+            "convolution_gflop_per_s": conv_flops / 1e9 / (share * seconds),
+            "threads": 1, "samples": int(np.int64(steps))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(REPO / "config.yaml"))
@@ -144,6 +198,7 @@ def main() -> None:
     result["speedup_current_vs_previous"] = (result["current"]["retrains_per_minute"]
                                              / result["previous"]["retrains_per_minute"])
     result["ground_truth_agreement"] = agreement(rows["previous"], rows["current"])
+    result["training_step_floor"] = step_floor(args.config)
     import torch
 
     result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
