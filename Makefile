@@ -110,6 +110,7 @@ benchmarks: setup
 	$(BIN)/python scripts/benchmarks/featurize_throughput.py
 	$(BIN)/python scripts/benchmarks/featurize_memory.py
 	$(BIN)/python scripts/benchmarks/shapley_submodels.py
+	$(BIN)/python scripts/benchmarks/job_startup.py
 
 clean:
 	rm -rf results/ci logs/ci .snakemake
