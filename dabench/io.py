@@ -102,9 +102,11 @@ def save_text(path, text: str) -> None:
 def remove_leftovers(directory, pattern: str, keep=None) -> None:
     """Delete the files of ``directory`` matching the glob ``pattern`` except ``keep`` — a job's
     resume state once the output it resumed towards is written (the one clean-up rule of every
-    resumable stage)."""
+    resumable stage). ``keep``: one path or several."""
+    kept = set() if keep is None else {Path(k) for k in ([keep] if isinstance(keep, (str, Path))
+                                                         else keep)}
     for leftover in Path(directory).glob(pattern):
-        if keep is None or leftover != Path(keep):
+        if leftover not in kept:
             leftover.unlink(missing_ok=True)
 
 

@@ -141,14 +141,27 @@ def run_retrains(
     rows = []
     for n_done, (j, r) in enumerate(items):
         done_file = partial_dir / f"subset{j:04d}_seed{r}.{key}.npz"
-        if done_file.exists():
-            rows.append(load_npz(done_file))
-            continue
-        train_seed, init_seed = retrain_seeds(master_seed, r)
-        tic = time.perf_counter()
-        label = f"{family} retrain {n_done + 1}/{len(items)} (subset {j}, seed {r})"
         stem = f"subset{j:04d}_seed{r}.{key}"
         trained = partial_dir / f"{stem}.trained.safetensors"
+        train_seed, init_seed = retrain_seeds(master_seed, r)
+        final = None if model_dir is None else Path(model_dir) / f"subset{j:04d}_seed{r}.safetensors"
+
+        def save_final(unet, final=final, j=j, r=r, train_seed=train_seed, init_seed=init_seed):
+            M.save_model(final, unet,
+                         {"family": family, "subset": j, "seed": r, "steps": recipe["steps"],
+                          "members": subsets[j].tolist(), "train_seed": train_seed,
+                          "init_seed": init_seed,
+                          **M.model_metadata(model_cfg, recipe, images.shape)})
+
+        if done_file.exists() and (final is None or final.exists() or trained.exists()):
+            if final is not None and not final.exists():
+                # Snakemake cleared the job's model folder before re-running it: the finished
+                # retrain's weights come back from the partial folder, not from retraining.
+                save_final(M.load_model(trained)[0])
+            rows.append(load_npz(done_file))
+            continue
+        tic = time.perf_counter()
+        label = f"{family} retrain {n_done + 1}/{len(items)} (subset {j}, seed {r})"
         unet = None
         if trained.exists():
             # Killed while computing the outputs: the trained model is kept, not retrained.
@@ -170,16 +183,15 @@ def run_retrains(
                                                      derive_seed(master_seed, "output", name),
                                                      resume_path=partial_dir / f"{stem}.{name}.outputs.npz")
                    for name, q in queries.items()}
-        if model_dir is not None:
-            M.save_model(Path(model_dir) / f"subset{j:04d}_seed{r}.safetensors", unet,
-                         {"family": family, "subset": j, "seed": r, "steps": recipe["steps"],
-                          "members": subsets[j].tolist(), "train_seed": train_seed,
-                          "init_seed": init_seed,
-                          **M.model_metadata(model_cfg, recipe, images.shape)})
+        if final is not None:
+            save_final(unet)
         row = {"subset": np.int64(j), "seed": np.int64(r),
                "seconds": np.float64(time.perf_counter() - tic), **outputs}
         save_npz(done_file, **row)
-        remove_leftovers(partial_dir, f"{stem}.*", keep=done_file)
+        # The trained weights stay until the job ends (clear_partial): a re-run whose model
+        # folder was cleared restores them from here.
+        remove_leftovers(partial_dir, f"{stem}.*",
+                         keep=[done_file, trained, trained.with_suffix(".json")])
         rows.append(row)
         if progress:
             print(f"[dabench] {label} done in {row['seconds']:.1f}s", flush=True)

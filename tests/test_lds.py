@@ -1,4 +1,5 @@
 import numpy as np
+import torch
 import pytest
 from scipy.stats import spearmanr
 
@@ -106,3 +107,32 @@ def test_retrain_job_resumes_after_a_kill(cfg, tmp_path):
     assert done[0].stat().st_mtime_ns == stamp            # first retrain not redone
     assert np.array_equal(again["outputs.validation"], full["outputs.validation"])
     assert list(again["subset"]) == [0, 1]
+
+
+def test_a_rerun_restores_models_its_cleared_folder_lost(cfg, tmp_path):
+    """Snakemake clears a job's output folder before re-running it. Retrains the killed job had
+    finished keep their weights in the partial folder, so the re-run writes every model file
+    again without retraining (a featurize job of an ensemble member once found it missing)."""
+    from dabench import config
+    from dabench.io import load_tensors
+
+    rng = np.random.default_rng(1)
+    images = rng.uniform(-1, 1, (16, 1, 8, 8)).astype(np.float32)
+    subsets = lds.draw_subsets(16, 0.5, 1, 3, seed=0)["test"]
+    recipe = {**config.training_recipe(cfg, "lds"), "steps": 6, "batch_size": 4}
+    models = tmp_path / "models"
+    args = (images, subsets, [(0, 0), (1, 0)], cfg["model"], recipe, {"timesteps": 4, "noises": 1},
+            {"validation": images[:3]}, 0, tmp_path / "partial", models)
+    first = lds.run_retrains(*args, progress=False)
+    weights = {p.name: load_tensors(p)[0] for p in models.glob("*.safetensors")}
+    assert sorted(weights) == ["subset0000_seed0.safetensors", "subset0001_seed0.safetensors"]
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "partial").glob("subset*.npz")}
+    for p in models.iterdir():
+        p.unlink()
+    again = lds.run_retrains(*args, progress=False)
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())     # nothing retrained
+    assert np.array_equal(again["outputs.validation"], first["outputs.validation"])
+    for name, tensors in weights.items():
+        restored, meta = load_tensors(models / name)
+        assert all(torch.equal(restored[k], v) for k, v in tensors.items())
+        assert meta["members"] == subsets[int(name[6:10])].tolist()
