@@ -117,6 +117,11 @@ def _unpickle(path: Path) -> dict:
         return pickle.load(fh, encoding="bytes")
 
 
+# The CIFAR python versions: the folder their archive unpacks to and a file that marks it.
+CIFAR_LAYOUT = {"cifar10": ("cifar-10-batches-py", "data_batch_1"),
+                "cifar100": ("cifar-100-python", "train")}
+
+
 def _cifar_folder(path: str | None, inner: str, marker: str) -> Path:
     if not path:
         raise DataError("data.path must point to the CIFAR python batches (e.g. cifar-10-batches-py)")
@@ -136,7 +141,7 @@ def _cifar_split(batches: list[dict], label_key: bytes) -> Split:
 
 
 def load_cifar10(path: str | None) -> tuple[Split, Split]:
-    folder = _cifar_folder(path, "cifar-10-batches-py", "data_batch_1")
+    folder = _cifar_folder(path, *CIFAR_LAYOUT["cifar10"])
     train_files = sorted(folder.glob("data_batch_*"))
     train = _cifar_split([_unpickle(f) for f in train_files], b"labels")
     test = _cifar_split([_unpickle(folder / "test_batch")], b"labels")
@@ -144,7 +149,7 @@ def load_cifar10(path: str | None) -> tuple[Split, Split]:
 
 
 def load_cifar100(path: str | None, label: str = "fine") -> tuple[Split, Split]:
-    folder = _cifar_folder(path, "cifar-100-python", "train")
+    folder = _cifar_folder(path, *CIFAR_LAYOUT["cifar100"])
     key = b"fine_labels" if label == "fine" else b"coarse_labels"
     return _cifar_split([_unpickle(folder / "train")], key), _cifar_split([_unpickle(folder / "test")], key)
 
@@ -215,13 +220,11 @@ def source_problem(data_cfg: dict, key: str = "data") -> str | None:
     planned, so a wrong path is found before any job is queued."""
     name, path = data_cfg["dataset"], data_cfg.get("path")
     problem = None
-    if name in ("cifar10", "cifar100"):
-        inner, marker = (("cifar-10-batches-py", "data_batch_1") if name == "cifar10"
-                         else ("cifar-100-python", "train"))
-        if not path:
-            problem = f"{key}.path is not set (the folder of the CIFAR python batches, {inner})"
-        elif not ((Path(path) / marker).exists() or (Path(path) / inner / marker).exists()):
-            problem = f"{key}.path: {path} has no {marker} (expected the CIFAR python version)"
+    if name in CIFAR_LAYOUT:
+        try:
+            _cifar_folder(path, *CIFAR_LAYOUT[name])      # the loader's own check
+        except DataError as err:
+            problem = str(err).replace("data.path", f"{key}.path", 1)
     elif name == "image_folder" and not (path and Path(path).is_dir()):
         problem = f"{key}.path: image folder {path!r} does not exist"
     elif name == "fashion_mnist" and not Path(path or FASHION_MNIST_DEFAULT).is_dir():
