@@ -109,7 +109,6 @@ def step_floor(config_path: str, steps: int = 30) -> dict:
     """What bounds a retrain on this CPU: one training step of the default model (batch of the
     recipe, one thread) — its FLOPs, time, the achieved rate, and the share of the step spent in
     convolutions with their own rate."""
-    import numpy as np
     import torch
     from torch.profiler import profile
     from torch.utils.flop_counter import FlopCounterMode
@@ -154,7 +153,7 @@ def step_floor(config_path: str, steps: int = 30) -> dict:
             "gflop_per_s": flops.get_total_flops() / 1e9 / seconds,
             "convolution_share_of_step": share,
             "convolution_gflop_per_s": conv_flops / 1e9 / (share * seconds),
-            "threads": 1, "samples": int(np.int64(steps))}
+            "threads": 1, "timed_steps": steps}
 
 
 def main() -> None:
