@@ -5,6 +5,13 @@
 #
 # Everything a run produces lives under results/<config name>/ (docs/computation.md §9), logs under
 # logs/<name>/.
+#
+# Rule priorities order the ready jobs for the scheduler (higher first): 40 for the chain that
+# gates the long retrains (data, full model, generated queries), 20 for the long retrains (LDS,
+# counterfactual, Shapley submodels), 10-15 for featurization and the ReTrac analyses, 5 for
+# scores, 0 for the short tables and figures. Without them the default run left a core idle for
+# ~14 of its 92 core-minutes (the LDS retrains waited 10 minutes for the generated queries,
+# the counterfactual retrains ran one after another at the end).
 
 import os
 

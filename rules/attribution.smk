@@ -10,6 +10,7 @@ rule compute_scores:
         bench_path("compute_scores/{method_id}")
     wildcard_constraints:
         method_id=one_of(FULL_METHODS),
+    priority: 5
     conda:
         CONDA_ENV
     threads: threads_of("compute_scores")

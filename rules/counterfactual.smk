@@ -14,6 +14,7 @@ rule counterfactual_retrain:
         log_path("counterfactual_retrain/{cf_method}_{query}"),
     benchmark:
         bench_path("counterfactual_retrain/{cf_method}_{query}")
+    priority: 20
     conda:
         CONDA_GPU_ENV
     threads: 1

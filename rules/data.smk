@@ -7,6 +7,7 @@ rule prepare_dataset:
         validation_index=run_path(layout.VALIDATION_INDEX),
     log:
         log_path("prepare_dataset"),
+    priority: 40
     conda:
         CONDA_ENV
     resources:

@@ -23,6 +23,7 @@ rule featurize:
         bench_path("featurize/{model}_{feature_id}")
     wildcard_constraints:
         feature_id=feature_id_pattern("grid"),
+    priority: 10
     conda:
         CONDA_GPU_ENV
     threads: 1

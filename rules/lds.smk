@@ -9,6 +9,7 @@ rule draw_lds_subsets:
         test_index=directory(run_path(layout.subset_index_dir("test"))),
     log:
         log_path("draw_lds_subsets"),
+    priority: 40
     localrule: True
     conda:
         CONDA_ENV
@@ -57,7 +58,7 @@ rule train_lds_models:
         log_path("train_lds_models/{family}_{chunk}"),
     benchmark:
         bench_path("train_lds_models/{family}_{chunk}")
-    priority: 10
+    priority: 20
     conda:
         CONDA_GPU_ENV
     threads: 1

@@ -26,6 +26,7 @@ rule retrac_norm_analyses:
         log_path("retrac_norm_analyses"),
     benchmark:
         bench_path("retrac_norm_analyses")
+    priority: 15
     conda:
         CONDA_GPU_ENV
     threads: 2
@@ -120,6 +121,7 @@ use rule train_full_model as train_outlier_model with:
         log_path("outliers/train_full_model"),
     benchmark:
         out_path(layout.benchmark("train_full_model"))
+    priority: 5
     resources:
         **resources_of("train_outlier_model"),
     params:

@@ -85,6 +85,7 @@ rule shapley_submodels:
         log_path("shapley_submodels/{sfamily}_{way}_{chunk}"),
     benchmark:
         bench_path("shapley_submodels/{sfamily}_{way}_{chunk}")
+    priority: 20
     conda:
         CONDA_GPU_ENV
     threads: 1

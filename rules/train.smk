@@ -10,6 +10,7 @@ rule train_full_model:
         log_path("train_full_model"),
     benchmark:
         bench_path("train_full_model")
+    priority: 40
     conda:
         CONDA_GPU_ENV
     threads: 2
@@ -34,6 +35,7 @@ rule generate_samples:
         log_path("generate_samples"),
     benchmark:
         bench_path("generate_samples")
+    priority: 40
     conda:
         CONDA_GPU_ENV
     threads: 2
