@@ -122,31 +122,49 @@ def _item_inputs(scheduler, x, noise, t):
     return add_noise(scheduler, x, noise, t)
 
 
-def _vmap_gradients(unet, scheduler, x0, timesteps, noises, fn, wtab, normalize):
+def trainable(unet) -> list:
+    """(name, parameter) of what attribution differentiates: the trainable parameters — all of a
+    pixel UNet, the LoRA factors of an adapter on a frozen base (docs/computation.md §10)."""
+    return [(k, p) for k, p in unet.named_parameters() if p.requires_grad]
+
+
+def _denoise_items(unet, xt, t, cond):
+    """ε_θ of J items; ``cond`` (L, D), one example's conditioning shared by its items, or None."""
+    from dabench.model import denoise
+
+    return denoise(unet, xt, t, None if cond is None else cond.expand(xt.shape[0], *cond.shape))
+
+
+def _vmap_gradients(unet, scheduler, x0, timesteps, noises, fn, wtab, normalize, cond=None):
     """Blocks (B, p_i) of (1/J)Σ_j ∇F per example, all B·J items in one vmapped call."""
     from torch.func import functional_call, grad, vmap
 
-    params = {k: v.detach() for k, v in unet.named_parameters()}
-    buffers = {k: v.detach() for k, v in unet.named_buffers()}
+    params = {k: v.detach() for k, v in trainable(unet)}
+    frozen = {k: v.detach() for k, v in unet.named_parameters() if not v.requires_grad}
+    frozen.update({k: v.detach() for k, v in unet.named_buffers()})
     b = x0.shape[0]
     x_dim = 0
     t_dim = None if timesteps.ndim == 1 else 0
+    c_dim = None if cond is None else 0
 
-    def output(p, x, noise, t):
+    def output(p, x, noise, t, c):
         xt = _item_inputs(scheduler, x, noise, t)
-        out = functional_call(unet, (p, buffers), (xt, t)).sample
+        out = functional_call(unet, (p, frozen), (xt, t),
+                              {} if c is None else {"encoder_hidden_states":
+                                                    c.expand(xt.shape[0], *c.shape)}).sample
         return fn(out.float(), noise, None if wtab is None else wtab[t]).mean()
 
     if not normalize:
-        grads = vmap(grad(output), in_dims=(None, x_dim, 0, t_dim))(params, x0, noises, timesteps)
+        grads = vmap(grad(output), in_dims=(None, x_dim, 0, t_dim, c_dim))(
+            params, x0, noises, timesteps, cond)
         return [grads.pop(name).reshape(b, -1) for name in list(params)]
     # One gradient per (example, item), each L2-normalised, then averaged.
     per_item = x0.ndim == noises.ndim
-    single = vmap(grad(output), in_dims=(None, 0 if per_item else None, 0, 0))
+    single = vmap(grad(output), in_dims=(None, 0 if per_item else None, 0, 0, None))
     x_items = x0.unsqueeze(2) if per_item else x0
     t_items = timesteps.unsqueeze(-1)                       # (J, 1) or (B, J, 1)
-    grads = vmap(single, in_dims=(None, 0, 0, t_dim))(params, x_items, noises.unsqueeze(2),
-                                                       t_items)
+    grads = vmap(single, in_dims=(None, 0, 0, t_dim, c_dim))(params, x_items, noises.unsqueeze(2),
+                                                              t_items, cond)
     j = noises.shape[1]
     sq = sum(g.reshape(b, j, -1).double().pow(2).sum(-1) for g in grads.values())
     inv = (1.0 / sq.sqrt().clamp_min(1e-30)).float()[..., None]           # (B, J, 1)
@@ -257,12 +275,13 @@ def _hook_gradients(unet, scheduler, x0, timesteps, noises, fn, wtab):
             for name, p in unet.named_parameters()]
 
 
-def _loop_gradients(unet, scheduler, x0, timesteps, noises, fn, wtab, normalize, chunk):
+def _loop_gradients(unet, scheduler, x0, timesteps, noises, fn, wtab, normalize, chunk,
+                    cond=None):
     """Blocks (1, p_i) of one example's (1/J)Σ_j ∇F, items in chunks of ordinary backward passes
     accumulating into ``.grad`` (normalised: one item per pass, summed into a running total)."""
     import torch
 
-    params = [p for _, p in unet.named_parameters()]
+    params = [p for _, p in trainable(unet)]
     j_total = noises.shape[1]
     per_item = x0.ndim == noises.ndim
 
@@ -270,7 +289,8 @@ def _loop_gradients(unet, scheduler, x0, timesteps, noises, fn, wtab, normalize,
         x = x0[0, sl] if per_item else x0[0]
         t = timesteps[sl] if timesteps.ndim == 1 else timesteps[0, sl]
         noise = noises[0, sl]
-        out = unet(_item_inputs(scheduler, x, noise, t), t).sample
+        out = _denoise_items(unet, _item_inputs(scheduler, x, noise, t), t,
+                             None if cond is None else cond[0])
         return fn(out.float(), noise, None if wtab is None else wtab[t])
 
     unet.zero_grad(set_to_none=True)
@@ -289,13 +309,16 @@ def _loop_gradients(unet, scheduler, x0, timesteps, noises, fn, wtab, normalize,
     return total
 
 
-def use_hooks(unet, normalize: bool) -> bool:
+def use_hooks(unet, normalize: bool, conditional: bool = False) -> bool:
     """Whether the vmap plan runs as :func:`_hook_gradients`: on a CPU, for the averaged
-    (not per-item normalised) gradient of a model whose layers all have a rule. (On a GPU the
-    vmap path stays: the hook path's memory has not been measured there.)"""
+    (not per-item normalised) gradient of an unconditional model trained whole whose layers all
+    have a rule. (On a GPU the vmap path stays: the hook path's memory has not been measured
+    there.)"""
     import os
 
-    if normalize or os.environ.get("DABENCH_GRADIENTS") == "vmap":
+    if normalize or conditional or os.environ.get("DABENCH_GRADIENTS") == "vmap":
+        return False
+    if not all(p.requires_grad for p in unet.parameters()):
         return False
     if next(unet.parameters()).device.type != "cpu":
         return False
@@ -303,23 +326,25 @@ def use_hooks(unet, normalize: bool) -> bool:
 
 
 def example_gradients(unet, scheduler, x0, timesteps, noises, function: str,
-                      normalize: bool = False, plan: GradientPlan | None = None):
-    """(1/J) Σ_j ∇_θ F(x_j, t_j, ε_j; θ) of each example, as blocks (B, p_i) per parameter.
+                      normalize: bool = False, plan: GradientPlan | None = None, cond=None):
+    """(1/J) Σ_j ∇_θ F(x_j, t_j, ε_j; θ) of each example, as blocks (B, p_i) per trainable
+    parameter (:func:`trainable`).
 
     ``x0``: (B, C, H, W), shared by an example's items, or (B, J, C, H, W), one image per item;
-    ``timesteps``: (J,) shared by the examples, or (B, J); ``noises``: (B, J, C, H, W).
+    ``timesteps``: (J,) shared by the examples, or (B, J); ``noises``: (B, J, C, H, W);
+    ``cond``: (B, L, D), each example's conditioning (a conditional UNet), or None.
     ``plan`` (:func:`plan_gradients`) picks vmap or the loop; the loop takes one example
     (B = 1). Loop blocks are views of the model's ``.grad``: read them before the next call."""
     fn = OUTPUT_FUNCTIONS[function]
     wtab = vlb_weights(scheduler).to(x0.device) if function == "weighted-mse" else None
     if plan is None or plan.mode == "vmap":
-        if use_hooks(unet, normalize):
+        if use_hooks(unet, normalize, cond is not None):
             return _hook_gradients(unet, scheduler, x0, timesteps, noises, fn, wtab)
-        return _vmap_gradients(unet, scheduler, x0, timesteps, noises, fn, wtab, normalize)
+        return _vmap_gradients(unet, scheduler, x0, timesteps, noises, fn, wtab, normalize, cond)
     if x0.shape[0] != 1:
         raise ValueError(f"the loop strategy takes one example per call, got {x0.shape[0]}")
     return _loop_gradients(unet, scheduler, x0, timesteps, noises, fn, wtab, normalize,
-                           plan.item_chunk)
+                           plan.item_chunk, cond)
 
 
 def block_norms(blocks) -> "torch.Tensor":
@@ -328,17 +353,19 @@ def block_norms(blocks) -> "torch.Tensor":
 
 
 def per_example_gradients(unet, scheduler, x0, timesteps, noises, function: str,
-                          normalize: bool = False, plan: GradientPlan | None = None):
+                          normalize: bool = False, plan: GradientPlan | None = None, cond=None):
     """:func:`example_gradients` as one flat (B, p) float32 tensor (tests, small models)."""
     import torch
 
     if plan is not None and plan.mode == "loop" and x0.shape[0] > 1:
         rows = [torch.cat([b.clone() for b in example_gradients(
             unet, scheduler, x0[i:i + 1], timesteps if timesteps.ndim == 1 else timesteps[i:i + 1],
-            noises[i:i + 1], function, normalize, plan)], dim=1) for i in range(x0.shape[0])]
+            noises[i:i + 1], function, normalize, plan,
+            None if cond is None else cond[i:i + 1])], dim=1) for i in range(x0.shape[0])]
         return torch.cat(rows)
     return torch.cat([b.float() for b in example_gradients(unet, scheduler, x0, timesteps, noises,
-                                                           function, normalize, plan)], dim=1)
+                                                           function, normalize, plan, cond)],
+                     dim=1)
 
 
 def n_params(unet) -> int:

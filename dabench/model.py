@@ -61,9 +61,19 @@ def add_noise(scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor)
     return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
 
 
-def per_example_loss(unet, scheduler, x0, t, noise) -> torch.Tensor:
-    """ℓ(x, t, ε; θ) = mean over pixels of (ε - ε_θ(x_t, t))²: (B,) for (B, C, H, W) inputs."""
-    pred = unet(add_noise(scheduler, x0, noise, t), t).sample
+def denoise(unet, xt: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None):
+    """ε_θ(x_t, t) of an unconditional ``UNet2DModel``, or ε_θ(z_t, t, c) of a
+    ``UNet2DConditionModel`` given ``cond`` (B, L, D), the text encoder's hidden states of each
+    example's prompt (docs/computation.md §10)."""
+    if cond is None:
+        return unet(xt, t).sample
+    return unet(xt, t, encoder_hidden_states=cond).sample
+
+
+def per_example_loss(unet, scheduler, x0, t, noise, cond=None) -> torch.Tensor:
+    """ℓ(x, t, ε; θ) = mean over pixels of (ε - ε_θ(x_t, t))²: (B,) for (B, C, H, W) inputs
+    (``cond``: see :func:`denoise`)."""
+    pred = denoise(unet, add_noise(scheduler, x0, noise, t), t, cond)
     return ((pred.float() - noise.float()) ** 2).flatten(1).mean(1)
 
 
@@ -82,7 +92,7 @@ def output_batch_size(unet, budget_bytes: int | None = None) -> int:
 @torch.no_grad()
 def model_output(unet, scheduler, images: np.ndarray, timesteps: np.ndarray, n_noises: int,
                  noise_seed: int, batch_size: int | None = None, resume_path=None,
-                 save_every_s: float = 300.0) -> np.ndarray:
+                 save_every_s: float = 300.0, cond: torch.Tensor | None = None) -> np.ndarray:
     """f(x; θ) = mean over ``timesteps`` × ``n_noises`` fixed noises of ℓ(x, t, ε; θ).
 
     ``images``: (Q, C, H, W) in [-1, 1]. Returns (Q,) float32. Noise of query q, noise k and grid
@@ -90,7 +100,7 @@ def model_output(unet, scheduler, images: np.ndarray, timesteps: np.ndarray, n_n
     Batches fill the job's working memory (:func:`output_batch_size`) on the model's device.
     ``resume_path`` (.npz): the losses computed so far are saved there every ``save_every_s``
     seconds, and a re-run continues from them (the paper scale's 6M forward passes per retrain
-    take hours)."""
+    take hours). ``cond`` (Q, L, D): each query's conditioning (:func:`denoise`)."""
     from dabench.io import load_npz, save_npz
 
     device = next(unet.parameters()).device
@@ -122,7 +132,8 @@ def model_output(unet, scheduler, images: np.ndarray, timesteps: np.ndarray, n_n
         x0 = x_all[q_idx[sl]].to(device)
         t = torch.as_tensor(timesteps[j_idx[sl]], device=device)
         noise = example_noise(seeds[sl], tuple(images.shape[1:])).to(device)
-        losses[sl] = per_example_loss(unet, scheduler, x0, t, noise).double().cpu().numpy()
+        c = None if cond is None else torch.as_tensor(cond)[q_idx[sl]].to(device)
+        losses[sl] = per_example_loss(unet, scheduler, x0, t, noise, c).double().cpu().numpy()
         if resume_path is not None and time.perf_counter() - last_save > save_every_s:
             save_npz(resume_path, key=np.asarray(key), done=np.int64(min(len(q_idx), start + batch_size)),
                      losses=losses[:start + batch_size])
@@ -135,7 +146,25 @@ def model_output(unet, scheduler, images: np.ndarray, timesteps: np.ndarray, n_n
 
 
 def model_tensors(unet) -> dict:
-    return {f"model.{k}": v for k, v in unet.state_dict().items()}
+    """What a saved model holds: every tensor of a model trained whole; of a model with frozen
+    parameters (a LoRA adapter on a fixed base), only the trainable ones — the base is stored
+    once, apart."""
+    if all(p.requires_grad for p in unet.parameters()):
+        return {f"model.{k}": v for k, v in unet.state_dict().items()}
+    return {f"model.{k}": p.detach() for k, p in unet.named_parameters() if p.requires_grad}
+
+
+def load_model_tensors(unet, tensors: dict) -> None:
+    """Load what :func:`model_tensors` saved (a whole model, or an adapter's trainable part)."""
+    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    if all(p.requires_grad for p in unet.parameters()):
+        unet.load_state_dict(state)
+        return
+    trainable = {k for k, p in unet.named_parameters() if p.requires_grad}
+    if set(state) != trainable:
+        raise CorruptFileError(f"saved adapter tensors do not match the model's trainable "
+                               f"parameters ({sorted(set(state) ^ trainable)[:3]})")
+    unet.load_state_dict(state, strict=False)
 
 
 def load_model(path, device=None):
@@ -146,6 +175,16 @@ def load_model(path, device=None):
     from dabench import device as D
 
     tensors, meta = load_tensors(path)
+    if meta.get("family") == "latent":
+        # A LoRA adapter: the base's UNet from its folder, the adapter's tensors from the file.
+        from dabench.latent import load_adapter_model
+
+        unet = load_adapter_model(meta)
+        try:
+            load_model_tensors(unet, tensors)
+        except CorruptFileError as err:
+            raise CorruptFileError(f"checkpoint {path}: {err}") from err
+        return unet.to(device or D.current()).eval(), meta
     unet = UNet2DModel(**{k: tuple(v) if isinstance(v, list) else v
                           for k, v in meta["unet_config"].items()})
     classic_attention(unet)

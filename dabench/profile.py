@@ -37,13 +37,23 @@ def _measure(unet_kwargs: dict) -> dict:
     from dabench.architecture import classic_attention
 
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in unet_kwargs.items()}
+    context = kwargs.pop("_context_length", None)
     with torch.device("meta"):
-        unet = UNet2DModel(**kwargs)
+        if context is None:
+            unet = UNet2DModel(**kwargs)
+        else:
+            from diffusers import UNet2DConditionModel
+
+            unet = UNet2DConditionModel(**kwargs)
     classic_attention(unet)
     size = kwargs["sample_size"]
     res = size if isinstance(size, int) else size[0]
     x = torch.zeros(1, kwargs.get("in_channels", 3), res, res, device="meta")
     t = torch.zeros(1, dtype=torch.long, device="meta")
+    extra = {}
+    if context is not None:
+        extra["encoder_hidden_states"] = torch.zeros(1, context, kwargs["cross_attention_dim"],
+                                                     device="meta")
     saved = [0]
 
     def pack(tensor):
@@ -54,7 +64,7 @@ def _measure(unet_kwargs: dict) -> dict:
     with torch.enable_grad():
         with FlopCounterMode(display=False) as forward:
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-                out = unet(x, t).sample
+                out = unet(x, t, **extra).sample
         with FlopCounterMode(display=False) as backward:
             out.sum().backward()
     return {"params": int(sum(p.numel() for p in unet.parameters())),
@@ -100,9 +110,19 @@ def config_profile(model_cfg: dict, channels: int, resolution: int) -> dict:
     return unet_profile(unet_config(model_cfg, channels, resolution))
 
 
+# Text context length assumed for a conditional UNet that does not carry its own (Stable
+# Diffusion's CLIP: 77 tokens; the longest context over-estimates memory, never under).
+DEFAULT_CONTEXT_LENGTH = 77
+
+
 def module_profile(unet) -> dict:
-    """:func:`unet_profile` of a built (or loaded) UNet2DModel, from its config."""
+    """:func:`unet_profile` of a built (or loaded) UNet2DModel, from its config; of a
+    conditional UNet (``UNet2DConditionModel``, a LoRA adapter's frozen parameters included)
+    with a text context of ``unet.context_length`` tokens (set by :mod:`dabench.latent`)."""
     cfg = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
+    if type(unet).__name__ == "UNet2DConditionModel":
+        context = getattr(unet, "context_length", DEFAULT_CONTEXT_LENGTH)
+        return unet_profile({**cfg, "_context_length": int(context)})
     from dabench.architecture import unet_config_keys
 
     return unet_profile({k: cfg[k] for k in unet_config_keys() if k in cfg})

@@ -29,11 +29,28 @@ def sampling_batch_size(unet) -> int:
     return min(256, output_batch_size(unet))
 
 
+def guided_eps(unet, x, t, cond=None, uncond=None, guidance: float = 1.0):
+    """ε for a DDIM step: ε_θ(x, t) unconditionally; ε_θ(x, t, c) for ``cond`` (B, L, D); with
+    classifier-free guidance (``guidance`` w ≠ 1 and ``uncond`` (L, D), the empty prompt's
+    context) ε_u + w·(ε_c − ε_u), both halves in one batch."""
+    from dabench.model import denoise
+
+    if cond is None:
+        return unet(x, t).sample
+    if guidance == 1.0 or uncond is None:
+        return denoise(unet, x, t, cond)
+    u = uncond.to(cond.device, cond.dtype).expand(len(x), *uncond.shape)
+    eps_u, eps_c = denoise(unet, torch.cat([x, x]), t, torch.cat([u, cond])).chunk(2)
+    return eps_u + guidance * (eps_c - eps_u)
+
+
 @torch.no_grad()
 def generate(unet, scheduler_config: dict, seeds: np.ndarray, inference_steps: int = 50,
              eta: float = 0.0, batch_size: int | None = None, progress: bool = False,
-             keep_trajectory: bool = True, trajectory_path=None) -> dict:
-    """DDIM samples from the initial noises of ``seeds``.
+             keep_trajectory: bool = True, trajectory_path=None, cond=None, uncond=None,
+             guidance: float = 1.0) -> dict:
+    """DDIM samples from the initial noises of ``seeds`` (conditional models: ``cond`` (n, L, D)
+    each sample's context, ``uncond`` and ``guidance`` as in :func:`guided_eps`).
 
     Returns ``images`` (n, C, H, W) float32 in [-1, 1]; ``trajectory`` (S+1, n, C, H, W) float32 —
     x_T, then the state after each of the S DDIM steps (the last equals ``images``) — when
@@ -83,8 +100,9 @@ def generate(unet, scheduler_config: dict, seeds: np.ndarray, inference_steps: i
             x = x.to(device)
             keep(0, sl, x)
             step_gen = torch.Generator(device="cpu").manual_seed(int(chunk[0]))
+            c = None if cond is None else torch.as_tensor(cond[sl]).to(device)
             for i, t in enumerate(sched.timesteps):
-                eps = unet(x, t).sample
+                eps = guided_eps(unet, x, t, c, uncond, guidance)
                 if eta > 0:
                     # DDIM's stochastic term drawn on the CPU: the same noise on any device.
                     variance = torch.randn(x.shape, generator=step_gen).to(device)
@@ -105,7 +123,7 @@ def generate(unet, scheduler_config: dict, seeds: np.ndarray, inference_steps: i
 @torch.no_grad()
 def journey_points(unet, scheduler_config: dict, trajectory: np.ndarray,
                    trajectory_timesteps: np.ndarray, batch_size: int | None = None,
-                   out_path=None):
+                   out_path=None, cond=None, uncond=None, guidance: float = 1.0):
     """Journey-TRAK's points: the clean estimate x̂₀⁽ˢ⁾ the model makes from the state of each
     sampling step s, at that step's timestep t_s (DDIM's ``pred_original_sample``).
 
@@ -133,7 +151,8 @@ def journey_points(unet, scheduler_config: dict, trajectory: np.ndarray,
     for s, t in enumerate(sched.timesteps):
         for start in range(0, trajectory.shape[1], batch_size):
             x = torch.as_tensor(trajectory[s, start:start + batch_size], device=device)
-            eps = unet(x, t).sample
+            c = None if cond is None else torch.as_tensor(cond[start:start + batch_size]).to(device)
+            eps = guided_eps(unet, x, t, c, uncond, guidance)
             points[start:start + batch_size, s] = sched.step(eps, t, x).pred_original_sample.cpu().numpy()
     return points, steps
 

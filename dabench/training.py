@@ -8,6 +8,7 @@ final weights) and the full model's workflow stage."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 from dabench.architecture import unet_config
 from dabench.io import (CorruptFileError, load_tensors, remove_leftovers, resume_pattern, save_npz,
                         save_tensors)
-from dabench.model import (build_scheduler, build_unet, example_noise, model_metadata,
+from dabench.model import (build_scheduler, build_unet, example_noise, load_model_tensors, model_metadata,
                            model_tensors, per_example_loss, save_model)
 from dabench.seeds import derive_seed, fingerprint
 
@@ -123,8 +124,14 @@ def train(
     on_step: Callable[[int, float], None] | None = None,
     init_state: tuple[str, dict] | None = None,
     masks: dict | None = None,
+    build: Callable[[int], torch.nn.Module] | None = None,
+    cond: torch.Tensor | None = None,
 ) -> TrainResult:
     """Train a UNet from scratch on ``images[members]`` following :func:`training_plan`.
+
+    Other model families: ``build(init_seed)`` returns the model to train instead of the
+    config's ``UNet2DModel`` (its frozen parameters stay fixed: a LoRA adapter on a base), and
+    ``cond`` (N, L, D) holds each training example's conditioning (:func:`dabench.model.denoise`).
 
     Fine-tuning: ``init_state = (identity, state_dict)`` starts from those weights instead of a
     fresh initialisation (``identity``, e.g. the file's checksum, enters the resume fingerprint);
@@ -146,26 +153,29 @@ def train(
                                              cpu=D.current().type == "cpu")
     channels, resolution = images.shape[1], images.shape[-1]
     plan = training_plan(members, recipe, seed, model_cfg["num_train_timesteps"])
-    unet = build_unet(model_cfg, channels, resolution, init_seed)
+    unet = build_unet(model_cfg, channels, resolution, init_seed) if build is None else build(init_seed)
     if init_state is not None:
         unet.load_state_dict(init_state[1])
     named = dict(unet.named_parameters())
     mask_pairs = [(named[k], m.to(named[k].dtype)) for k, m in (masks or {}).items()]
-    params = list(unet.parameters())
+    params = [p for p in unet.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=recipe["lr"], weight_decay=recipe["weight_decay"],
                                   fused=fused_adamw(params, accelerator.device))
     run_id = fingerprint({"members": members.tolist(), "recipe": recipe, "seed": seed,
                           "init_seed": init_seed, "model": model_cfg, "shape": images.shape,
                           **({"init": init_state[0]} if init_state is not None else {}),
-                          **({"masks": sorted(masks)} if masks else {})})
-    meta = {**(meta or {}), "seed": seed, "init_seed": init_seed, "recipe": recipe,
-            "unet_config": unet_config(model_cfg, channels, resolution), "model_config": model_cfg,
-            "run_id": run_id,
-            "n_members": len(members)}
+                          **({"masks": sorted(masks)} if masks else {}),
+                          **({"cond": hashlib.sha256(cond.detach().cpu().contiguous().numpy()
+                                                     .tobytes()).hexdigest()}
+                             if cond is not None else {})})
+    meta = {**({"unet_config": unet_config(model_cfg, channels, resolution)} if build is None
+               else {}),
+            **(meta or {}), "seed": seed, "init_seed": init_seed, "recipe": recipe,
+            "model_config": model_cfg, "run_id": run_id, "n_members": len(members)}
     start = _resume(resume_path, run_id, unet, optimizer, params)
     unet, optimizer = accelerator.prepare(unet, optimizer)
     loop = _Loop(accelerator, unet, optimizer, build_scheduler(model_cfg), plan, recipe,
-                 torch.as_tensor(images), mask_pairs)
+                 torch.as_tensor(images), mask_pairs, cond)
     end = recipe["steps"] if stop_after is None else min(recipe["steps"], stop_after)
     bar = _progress_bar(progress, accelerator, recipe["steps"], start)
     checkpoints = []
@@ -200,7 +210,7 @@ def _resume(resume_path, run_id: str, unet, optimizer, params) -> int:
         return 0
     if rmeta.get("run_id") != run_id:
         return 0
-    unet.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    load_model_tensors(unet, tensors)
     _load_optimizer_tensors(optimizer, params, tensors)
     return int(rmeta["step"])
 
@@ -218,10 +228,10 @@ class _Loop:
     """One optimizer step of :func:`train` at a time, and what it saves after a step."""
 
     def __init__(self, accelerator, unet, optimizer, scheduler, plan: dict, recipe: dict,
-                 x_all: torch.Tensor, mask_pairs: list):
+                 x_all: torch.Tensor, mask_pairs: list, cond: torch.Tensor | None = None):
         self.accelerator, self.unet, self.optimizer = accelerator, unet, optimizer
         self.scheduler, self.plan, self.recipe = scheduler, plan, recipe
-        self.x_all, self.mask_pairs = x_all, mask_pairs
+        self.x_all, self.mask_pairs, self.cond = x_all, mask_pairs, cond
         self.shape = tuple(x_all.shape[1:])
         self.losses = np.full(recipe["steps"], np.nan, dtype=np.float32)
 
@@ -236,11 +246,13 @@ class _Loop:
         for group in self.optimizer.param_groups:
             group["lr"] = float(plan["lr"][step])
         with acc.autocast():
-            loss = per_example_loss(self.unet, self.scheduler, x0, t, noise).mean()
+            c = None if self.cond is None else self.cond[idx].to(device)
+            loss = per_example_loss(self.unet, self.scheduler, x0, t, noise, c).mean()
         self.optimizer.zero_grad(set_to_none=True)
         acc.backward(loss)
         if self.recipe["grad_clip"] > 0:
-            acc.clip_grad_norm_(self.unet.parameters(), self.recipe["grad_clip"])
+            acc.clip_grad_norm_([p for p in self.unet.parameters() if p.requires_grad],
+                                self.recipe["grad_clip"])
         self.optimizer.step()
         if self.mask_pairs:
             with torch.no_grad():

@@ -14,8 +14,9 @@ LAYERS = [
     # Seeds, files, paths, the device, the model's config functions: no dabench imports.
     ("core", {"seeds", "io", "layout", "device", "architecture"}),
     # Data, the diffusion model, its training, sampling, per-example gradients, features.
+    # latent: the latent / text-conditioned model family (autoencoder, text encoder, LoRA).
     ("model", {"data", "embedding", "profile", "projection", "model", "training", "gradients",
-               "sampling", "features"}),
+               "sampling", "features", "latent"}),
     # The LDS metric and the attribution methods with their registry.
     # (methods.*: every module of the methods package, so a new method file needs no entry.)
     ("attribution", {"metrics", "methods", "methods.*"}),

@@ -1,0 +1,331 @@
+"""Latent, text-conditioned diffusion (docs/computation.md §10): the model family of D-TRAK's
+ArtBench experiments (Stable Diffusion fine-tuned with LoRA) and of the sparsified-FT Shapley
+paper's latent models, built from diffusers, transformers and peft parts.
+
+A latent model is three frozen parts and one trainable part:
+
+- an autoencoder E/D (diffusers ``AutoencoderKL``): z₀ = E(x)·s, the posterior mean scaled by its
+  ``scaling_factor`` s (deterministic, so every example has one latent);
+- a text encoder (transformers ``CLIPTextModel`` + ``CLIPTokenizer``): a prompt → hidden states
+  c (L, D), the UNet's cross-attention context;
+- a conditional UNet ε_θ(z_t, t, c) (diffusers ``UNet2DConditionModel``) — the *base*;
+- a LoRA adapter (peft) on the UNet's attention projections: the only parameters that train,
+  and the only ones attribution differentiates (:func:`dabench.gradients.trainable`).
+
+The diffusion loss, the training plan and log, per-example gradients and the LDS model output
+are those of the pixel model (:mod:`dabench.model`, :mod:`dabench.training`,
+:mod:`dabench.gradients`) acting on latents with each example's conditioning.
+
+At the paper scale the parts load from local diffusers / transformers folders
+(``from_pretrained``); the embedded scale builds a tiny base here, offline: a CLIP BPE tokenizer
+whose vocabulary this module writes from the prompts it serves (:func:`write_tokenizer`), a small
+autoencoder, text encoder and UNet (:func:`build_autoencoder`, :func:`build_text_encoder`,
+:func:`build_conditional_unet`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# The attention projections diffusers' own text-to-image LoRA script adapts (D-TRAK used it).
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+# CLIP's pre-tokenizer: special tokens, English contractions, letter runs, single digits, runs of
+# other non-space characters (the tokenizer applies the same expression itself).
+_WORDS = re.compile(r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|"
+                    r"[^\s\w]+|_+")
+
+
+def _byte_alphabet() -> dict[int, str]:
+    """GPT-2 / CLIP byte-level BPE: every byte as a printable unicode character."""
+    keep = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+            + list(range(ord("®"), ord("ÿ") + 1)))
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            chars[b] = chr(b)
+        else:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return chars
+
+
+def tokenizer_files(prompts: list[str]) -> tuple[dict[str, int], list[str]]:
+    """A CLIP BPE vocabulary and merge list that encode every word of ``prompts`` as one token.
+
+    The vocabulary holds CLIP's 256 byte symbols, each also as a word end (``</w>``), the merged
+    symbols and the two special tokens, so any text still encodes (byte by byte) and decodes
+    back; the merges join each prompt word left to right, in order of first appearance."""
+    alphabet = list(_byte_alphabet().values())
+    vocab_list = alphabet + [c + "</w>" for c in alphabet]
+    merges: list[str] = []
+    seen = set(vocab_list)
+    byte_map = _byte_alphabet()
+    for prompt in prompts:
+        text = re.sub(r"\s+", " ", prompt).strip().lower()
+        for word in _WORDS.findall(text):
+            if word in (BOS, EOS):
+                continue
+            symbols = [byte_map[b] for b in word.encode("utf-8")]
+            symbols[-1] += "</w>"
+            current = symbols[0]
+            for nxt in symbols[1:]:
+                rule = f"{current} {nxt}"
+                current = current + nxt
+                if current not in seen:
+                    merges.append(rule)
+                    vocab_list.append(current)
+                    seen.add(current)
+    vocab_list += [BOS, EOS]
+    return {tok: i for i, tok in enumerate(vocab_list)}, merges
+
+
+def write_tokenizer(folder, prompts: list[str], max_length: int) -> Path:
+    """Write a ``CLIPTokenizer`` folder (vocab.json, merges.txt, tokenizer_config.json) for
+    ``prompts``; load it with :func:`load_tokenizer` or ``CLIPTokenizer.from_pretrained``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab, merges = tokenizer_files(prompts)
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "CLIPTokenizer", "model_max_length": max_length,
+         "bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}))
+    return folder
+
+
+def load_tokenizer(folder):
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(str(folder))
+
+
+# ------------------------------------------------------------------------------------------------
+# The parts of a tiny base (embedded scale), each a deterministic function of its seed
+
+
+def _seeded(seed: int, make):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return make()
+
+
+def build_autoencoder(cfg: dict, channels: int, resolution: int, seed: int):
+    """A small ``AutoencoderKL``: ``cfg['block_out_channels']`` (one 2× downsampling between
+    consecutive blocks), ``latent_channels``, ``layers_per_block``, ``norm_num_groups``."""
+    from diffusers import AutoencoderKL
+
+    n = len(cfg["block_out_channels"])
+    return _seeded(seed, lambda: AutoencoderKL(
+        in_channels=channels, out_channels=channels, sample_size=resolution,
+        down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=tuple(cfg["block_out_channels"]),
+        layers_per_block=cfg["layers_per_block"], latent_channels=cfg["latent_channels"],
+        norm_num_groups=cfg["norm_num_groups"], scaling_factor=cfg.get("scaling_factor", 1.0)))
+
+
+def build_text_encoder(cfg: dict, tokenizer, seed: int):
+    """A small ``CLIPTextModel`` over ``tokenizer``'s vocabulary (``hidden_size``, ``layers``,
+    ``heads``, ``intermediate_size``; positions = the tokenizer's ``model_max_length``)."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=cfg["hidden_size"],
+        intermediate_size=cfg["intermediate_size"], num_hidden_layers=cfg["layers"],
+        num_attention_heads=cfg["heads"], max_position_embeddings=tokenizer.model_max_length,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)
+    return _seeded(seed, lambda: CLIPTextModel(config))
+
+
+def build_conditional_unet(cfg: dict, latent_channels: int, latent_resolution: int,
+                           cross_attention_dim: int, seed: int, context_length: int | None = None):
+    """A small ``UNet2DConditionModel`` on latents: ``block_out_channels``, ``down_block_types`` /
+    ``up_block_types`` (cross-attention blocks read the text), ``layers_per_block``,
+    ``attention_head_dim``, ``norm_num_groups``. Classic attention (per-example gradients vmap
+    through it). ``context_length``: tokens of the text context (memory planning)."""
+    from diffusers import UNet2DConditionModel
+
+    from dabench.architecture import classic_attention
+
+    unet = _seeded(seed, lambda: UNet2DConditionModel(
+        sample_size=latent_resolution, in_channels=latent_channels,
+        out_channels=latent_channels, block_out_channels=tuple(cfg["block_out_channels"]),
+        down_block_types=tuple(cfg["down_block_types"]), up_block_types=tuple(cfg["up_block_types"]),
+        layers_per_block=cfg["layers_per_block"], attention_head_dim=cfg["attention_head_dim"],
+        norm_num_groups=cfg["norm_num_groups"], cross_attention_dim=cross_attention_dim))
+    if context_length is not None:
+        unet.context_length = context_length          # for memory planning (dabench.profile)
+    return classic_attention(unet)
+
+
+# ------------------------------------------------------------------------------------------------
+# LoRA
+
+
+def add_lora(unet, rank: int, alpha: float, seed: int, b_std: float = 0.0,
+             targets: tuple[str, ...] = LORA_TARGETS):
+    """Freeze ``unet`` and add a fresh LoRA adapter (peft) of ``rank`` on ``targets``:
+    A ~ N(0, 1/rank) (peft's ``gaussian`` initialisation) and B = 0, so the adapted model starts
+    as the base — or B ~ N(0, ``b_std``²) when ``b_std`` > 0: with B = 0 every gradient of A is
+    zero, so tests of per-example gradients (and attributions of an untrained adapter) need
+    both factors non-zero. The same ``seed`` gives the same adapter. Returns ``unet``."""
+    from peft import LoraConfig
+
+    unet.requires_grad_(False)
+    config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian",
+                        target_modules=list(targets))
+
+    def add():
+        unet.add_adapter(config)
+        if b_std > 0:
+            for name, p in unet.named_parameters():
+                if "lora_B" in name:
+                    torch.nn.init.normal_(p, std=b_std)
+        return unet
+
+    return _seeded(seed, add)
+
+
+def adapter_builder(base, rank: int, alpha: float, b_std: float = 0.0):
+    """``build(init_seed)`` for :func:`dabench.training.train`: a copy of the frozen ``base``
+    with a fresh adapter seeded by ``init_seed`` (every retrain fine-tunes the same base)."""
+    import copy
+
+    return lambda seed: add_lora(copy.deepcopy(base), rank, alpha, seed, b_std)
+
+
+def lora_state(unet) -> dict[str, torch.Tensor]:
+    """The adapter's tensors (the trainable parameters), by name."""
+    return {k: p.detach().clone() for k, p in unet.named_parameters() if p.requires_grad}
+
+
+# ------------------------------------------------------------------------------------------------
+# Encoding prompts and images
+
+
+@torch.no_grad()
+def encode_prompts(text_encoder, tokenizer, prompts: list[str]) -> torch.Tensor:
+    """c = the text encoder's last hidden states of each prompt, padded to the tokenizer's
+    ``model_max_length``: (P, L, D) float32 (as Stable Diffusion conditions its UNet)."""
+    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
+                    truncation=True, return_tensors="pt").input_ids
+    device = next(text_encoder.parameters()).device
+    return text_encoder(ids.to(device)).last_hidden_state.float().cpu()
+
+
+@torch.no_grad()
+def encode_images(vae, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """z₀ = E(x)·s, the posterior mean scaled by the autoencoder's ``scaling_factor``:
+    (N, C, H, W) in [-1, 1] -> (N, c, h, w) float32."""
+    device = next(vae.parameters()).device
+    s = float(vae.config.scaling_factor)
+    out = [vae.encode(torch.as_tensor(images[i:i + batch_size]).to(device)).latent_dist.mean * s
+           for i in range(0, len(images), batch_size)]
+    return torch.cat(out).float().cpu().numpy()
+
+
+@torch.no_grad()
+def decode_latents(vae, latents: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """x = D(z₀ / s), clipped to [-1, 1]: the inverse of :func:`encode_images`."""
+    device = next(vae.parameters()).device
+    s = float(vae.config.scaling_factor)
+    out = [vae.decode(torch.as_tensor(latents[i:i + batch_size]).to(device) / s).sample
+           for i in range(0, len(latents), batch_size)]
+    return torch.cat(out).clamp(-1, 1).float().cpu().numpy()
+
+
+def latent_distance(z_before: np.ndarray, z_after: np.ndarray) -> np.ndarray:
+    """The counterfactual distance of D-TRAK's latent experiments: the L2 distance between the
+    latent encodings of each image before and after removing training data, (Q,) float64."""
+    a = np.asarray(z_before, dtype=np.float64).reshape(len(z_before), -1)
+    b = np.asarray(z_after, dtype=np.float64).reshape(len(z_after), -1)
+    if a.shape != b.shape:
+        raise ValueError(f"latent encodings differ in shape: {a.shape} vs {b.shape}")
+    return np.sqrt(((a - b) ** 2).sum(1))
+
+
+# ------------------------------------------------------------------------------------------------
+# The base on disk: a diffusers-style folder, as Stable Diffusion checkpoints are laid out
+
+BASE_PARTS = ("vae", "text_encoder", "tokenizer", "unet")
+
+
+def save_base(folder, vae, text_encoder, tokenizer, unet) -> Path:
+    """Write the frozen parts in the layout of a diffusers pipeline folder (``vae/``,
+    ``text_encoder/``, ``tokenizer/``, ``unet/``, safetensors weights): the embedded scale's
+    base then loads exactly as a real one (:func:`load_base`)."""
+    folder = Path(folder)
+    vae.save_pretrained(folder / "vae")
+    text_encoder.save_pretrained(folder / "text_encoder")
+    tokenizer.save_pretrained(folder / "tokenizer")
+    unet.save_pretrained(folder / "unet")
+    return folder
+
+
+def missing_base_parts(folder) -> list[str]:
+    """The sub-folders of a base that are absent (each needs its config.json)."""
+    folder = Path(folder)
+    # A tokenizer is a fast tokenizer's tokenizer.json or a CLIP BPE's vocab.json + merges.txt.
+    need = {"vae": ["config.json"], "text_encoder": ["config.json"],
+            "tokenizer": ["tokenizer.json", "vocab.json"], "unet": ["config.json"]}
+    return [f"{folder / part / names[0]}" for part, names in need.items()
+            if not any((folder / part / name).is_file() for name in names)]
+
+
+def load_unet(folder):
+    """The base's conditional UNet, frozen, with classic attention (see
+    :func:`build_conditional_unet`)."""
+    from diffusers import UNet2DConditionModel
+
+    from dabench.architecture import classic_attention
+
+    unet = UNet2DConditionModel.from_pretrained(str(Path(folder) / "unet"))
+    tok_cfg = Path(folder) / "tokenizer" / "tokenizer_config.json"
+    if tok_cfg.is_file():
+        # The text context's length, for memory planning (dabench.profile.module_profile).
+        length = json.loads(tok_cfg.read_text()).get("model_max_length")
+        if isinstance(length, int) and 0 < length < 10_000:
+            unet.context_length = length
+    return classic_attention(unet).requires_grad_(False).eval()
+
+
+def load_base(folder, parts: tuple[str, ...] = BASE_PARTS) -> dict:
+    """The frozen ``parts`` of a base folder written by :func:`save_base` or a real Stable
+    Diffusion checkpoint (miniSD): {part: module or tokenizer}. A missing part is an error that
+    names it."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTextModel
+
+    missing = [m for m in missing_base_parts(folder) if Path(m).parent.name in parts]
+    if missing:
+        raise FileNotFoundError(f"latent model base {folder} lacks {', '.join(missing)}")
+    folder = Path(folder)
+    out = {}
+    if "vae" in parts:
+        out["vae"] = AutoencoderKL.from_pretrained(str(folder / "vae")).requires_grad_(False).eval()
+    if "text_encoder" in parts:
+        out["text_encoder"] = CLIPTextModel.from_pretrained(
+            str(folder / "text_encoder")).requires_grad_(False).eval()
+    if "tokenizer" in parts:
+        out["tokenizer"] = load_tokenizer(folder / "tokenizer")
+    if "unet" in parts:
+        out["unet"] = load_unet(folder)
+    return out
+
+
+def adapter_metadata(base_folder, rank: int, alpha: float) -> dict:
+    """What a LoRA checkpoint's sidecar records so that :func:`load_adapter_model` rebuilds it."""
+    return {"family": "latent", "base": str(base_folder), "lora": {"rank": rank, "alpha": alpha}}
+
+
+def load_adapter_model(meta: dict):
+    """The base UNet of ``meta['base']`` with an (untrained) adapter of ``meta['lora']``'s shape,
+    ready for the checkpoint's adapter tensors."""
+    return add_lora(load_unet(meta["base"]), meta["lora"]["rank"], meta["lora"]["alpha"], seed=0)

@@ -1,0 +1,234 @@
+"""The latent, text-conditioned model family (dabench.latent): real diffusers / transformers /
+peft parts at a tiny size — tokenizer, LoRA per-example gradients against autograd, LoRA
+retrains as deterministic functions of (subset, seed), the latent counterfactual distance."""
+
+import numpy as np
+import pytest
+import torch
+
+from dabench import gradients as G
+from dabench import latent as L
+from dabench import training as T
+from dabench.model import build_scheduler, load_model_tensors, model_tensors, per_example_loss
+
+PROMPTS = ["a blocky image", "a smooth image", "a photo of a zero", "a photo of a one"]
+TEXT = {"hidden_size": 16, "intermediate_size": 32, "layers": 1, "heads": 2}
+VAE = {"block_out_channels": [8, 16], "latent_channels": 4, "layers_per_block": 1,
+       "norm_num_groups": 4}
+UNET = {"block_out_channels": [16, 32], "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"], "layers_per_block": 1,
+        "attention_head_dim": 8, "norm_num_groups": 8}
+MODEL = {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02}
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    tok = L.load_tokenizer(L.write_tokenizer(tmp_path_factory.mktemp("tok"), PROMPTS, 8))
+    text = L.build_text_encoder(TEXT, tok, seed=0)
+    vae = L.build_autoencoder(VAE, 1, 8, seed=0)
+    base = L.build_conditional_unet(UNET, 4, 4, TEXT["hidden_size"], seed=0)
+    return tok, text, vae, base
+
+
+def test_tokenizer_round_trips_prompts_each_word_one_token(parts):
+    tok = parts[0]
+    for prompt in PROMPTS:
+        ids = tok(prompt).input_ids
+        assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id
+        assert len(ids) == len(prompt.split()) + 2           # every word is one token
+        assert tok.decode(ids, skip_special_tokens=True) == prompt
+    # Text outside the prompts still encodes byte by byte and decodes back (lower-cased).
+    other = "Zebra 42, quickly!"
+    assert tok.decode(tok(other).input_ids, skip_special_tokens=True) == "zebra 4 2 , quickly !"
+    padded = tok(PROMPTS, padding="max_length", max_length=8).input_ids
+    assert all(len(row) == 8 for row in padded)
+
+
+def test_prompts_encode_to_distinct_contexts(parts):
+    tok, text = parts[:2]
+    c = L.encode_prompts(text, tok, PROMPTS)
+    assert c.shape == (4, 8, TEXT["hidden_size"]) and c.dtype == torch.float32
+    assert not torch.allclose(c[0], c[1])                     # different prompts, different c
+    assert torch.equal(L.encode_prompts(text, tok, PROMPTS[:1])[0], c[0])
+
+
+def test_autoencoder_shapes_and_latent_distance_by_hand(parts):
+    vae = parts[2]
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 1, 8, 8)).astype(np.float32)
+    z = L.encode_images(vae, x)
+    assert z.shape == (3, 4, 4, 4)
+    np.testing.assert_array_equal(z, L.encode_images(vae, x))                 # deterministic
+    np.testing.assert_allclose(z, L.encode_images(vae, x, batch_size=1), atol=1e-5)
+    assert L.decode_latents(vae, z).shape == x.shape
+    a = np.zeros((2, 1, 2, 2))
+    b = a.copy()
+    b[0, 0, 0, 0], b[0, 0, 1, 1] = 3.0, 4.0                   # |(3, 4)| = 5
+    b[1] -= 1.0                                               # four entries off by 1: 2
+    np.testing.assert_allclose(L.latent_distance(a, b), [5.0, 2.0])
+    with pytest.raises(ValueError, match="differ in shape"):
+        L.latent_distance(a, b[:, :, :1])
+
+
+def test_lora_freezes_the_base_and_zero_b_gives_zero_a_gradients(parts):
+    tok, text, _, base = parts
+    import copy
+
+    unet = L.add_lora(copy.deepcopy(base), rank=2, alpha=2, seed=0)
+    names = [k for k, _ in G.trainable(unet)]
+    assert names and all("lora_A" in k or "lora_B" in k for k in names)
+    assert {k.split(".lora_")[0].rsplit(".", 1)[-1] for k in names} >= {"to_q", "to_k", "to_v"}
+    # B = 0: the adapter is the identity at first, and A receives no gradient.
+    z = torch.randn(2, 4, 4, 4)
+    c = L.encode_prompts(text, tok, PROMPTS[:2])
+    sch = build_scheduler(MODEL)
+    t = torch.tensor([100, 700])
+    with torch.no_grad():
+        torch.testing.assert_close(unet(z, t, encoder_hidden_states=c).sample,
+                                   base(z, t, encoder_hidden_states=c).sample)
+    per_example_loss(unet, sch, z, t, torch.randn_like(z), c).sum().backward()
+    grads = dict(G.trainable(unet))
+    assert all(float(grads[k].grad.abs().max()) == 0 for k in names if "lora_A" in k)
+    assert any(float(grads[k].grad.abs().max()) > 0 for k in names if "lora_B" in k)
+
+
+@pytest.mark.parametrize("function", ["loss", "square", "l2-norm"])
+def test_lora_per_example_gradients_equal_an_autograd_loop(parts, function):
+    tok, text, _, base = parts
+    unet = L.adapter_builder(base, rank=2, alpha=2, b_std=0.05)(3)
+    sch = build_scheduler(MODEL)
+    gen = torch.Generator().manual_seed(0)
+    b, j = 3, 2
+    z = torch.randn(b, 4, 4, 4, generator=gen)
+    noises = torch.randn(b, j, 4, 4, 4, generator=gen)
+    t = torch.tensor([[50, 900], [300, 301], [999, 0]])
+    c = L.encode_prompts(text, tok, PROMPTS[:3])
+    fn = G.OUTPUT_FUNCTIONS[function]
+    params = [p for _, p in G.trainable(unet)]
+    rows = []
+    for i in range(b):
+        grads = None
+        for k in range(j):
+            xt = G._item_inputs(sch, z[i:i + 1], noises[i, k:k + 1], t[i, k:k + 1])
+            out = unet(xt, t[i, k:k + 1], encoder_hidden_states=c[i:i + 1]).sample
+            g = torch.autograd.grad(fn(out, noises[i, k:k + 1], None).sum() / j, params)
+            grads = g if grads is None else [a + e for a, e in zip(grads, g)]
+        rows.append(torch.cat([x.reshape(-1) for x in grads]))
+    expected = torch.stack(rows)
+    assert expected[:, :params[0].numel()].abs().max() > 0     # A-gradients are non-zero
+    vmapped = G.per_example_gradients(unet, sch, z, t, noises, function, cond=c)
+    torch.testing.assert_close(vmapped, expected, rtol=1e-4, atol=1e-7)
+    loop = G.per_example_gradients(unet, sch, z, t, noises, function, cond=c,
+                                   plan=G.GradientPlan("loop", 1, 1, 0))
+    torch.testing.assert_close(loop, expected, rtol=1e-4, atol=1e-7)
+    assert vmapped.shape[1] == G.n_params(unet)
+
+
+def test_lora_retrain_is_a_deterministic_function_of_subset_and_seed(parts, tmp_path):
+    tok, text, vae, base = parts
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (12, 1, 8, 8)).astype(np.float32)
+    latents = L.encode_images(vae, images)
+    labels = np.arange(12) % 2
+    cond = L.encode_prompts(text, tok, PROMPTS[:2])[labels]
+    recipe = {"steps": 6, "batch_size": 4, "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 1,
+              "grad_clip": 1.0, "checkpoint_steps": [], "resume_every": 3, "mixed_precision": "no"}
+    build = L.adapter_builder(base, rank=2, alpha=2)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+
+    def retrain(members, seed, **kw):
+        res = T.train(latents, np.asarray(members), MODEL, recipe, seed=seed, init_seed=seed,
+                      build=build, cond=cond, **kw)
+        return L.lora_state(res.unet)
+
+    a = retrain([0, 1, 2, 3, 4, 5], 7)
+    b = retrain([0, 1, 2, 3, 4, 5], 7)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(float(v.abs().max()) > 0 for k, v in a.items() if "lora_B" in k)   # it trained
+    other_seed = retrain([0, 1, 2, 3, 4, 5], 8)
+    other_subset = retrain([6, 7, 8, 9, 10, 11], 7)
+    assert not all(torch.equal(a[k], other_seed[k]) for k in a)
+    assert not all(torch.equal(a[k], other_subset[k]) for k in a)
+    # The base never moves; the saved model is the adapter alone and loads back.
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
+    unet = build(7)
+    load_model_tensors(unet, {f"model.{k}": v for k, v in a.items()})
+    assert set(model_tensors(unet)) == {f"model.{k}" for k in a}
+    assert all(torch.equal(dict(G.trainable(unet))[k], a[k]) for k in a)
+    # An interrupted retrain resumes from its adapter + optimizer state to the same weights.
+    resume = tmp_path / "resume.safetensors"
+    retrain([0, 1, 2, 3, 4, 5], 7, resume_path=resume, stop_after=3)
+    assert resume.exists()
+    resumed = retrain([0, 1, 2, 3, 4, 5], 7, resume_path=resume)
+    assert all(torch.equal(a[k], resumed[k]) for k in a)
+
+
+def test_base_folder_round_trips_and_adapter_checkpoints_load(parts, tmp_path):
+    from dabench.model import load_model
+
+    tok, text, vae, base = parts
+    folder = L.save_base(tmp_path / "base", vae, text, tok, base)
+    assert L.missing_base_parts(folder) == []
+    loaded = L.load_base(folder)
+    assert not any(p.requires_grad for p in loaded["unet"].parameters())
+    assert all(torch.equal(a, b) for a, b in zip(loaded["unet"].state_dict().values(),
+                                                 base.state_dict().values()))
+    torch.testing.assert_close(L.encode_prompts(loaded["text_encoder"], loaded["tokenizer"], PROMPTS),
+                               L.encode_prompts(text, tok, PROMPTS))
+    # A LoRA fine-tune saved as a checkpoint holds only the adapter and loads on the base.
+    latents = np.random.default_rng(1).normal(size=(8, 4, 4, 4)).astype(np.float32)
+    cond = L.encode_prompts(text, tok, PROMPTS[:2])[np.arange(8) % 2]
+    recipe = {"steps": 4, "batch_size": 4, "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 1,
+              "grad_clip": 1.0, "checkpoint_steps": [4], "resume_every": 100, "mixed_precision": "no"}
+    res = T.train(latents, np.arange(8), MODEL, recipe, seed=0, init_seed=0,
+                  build=L.adapter_builder(loaded["unet"], 2, 2), cond=cond,
+                  checkpoint_dir=tmp_path / "ckpt", meta=L.adapter_metadata(folder, 2, 2))
+    path = tmp_path / "ckpt" / "step_000004.safetensors"
+    assert res.checkpoints == [str(path)]
+    unet, meta = load_model(path, device="cpu")
+    assert meta["family"] == "latent" and meta["lora"] == {"rank": 2, "alpha": 2}
+    trained = L.lora_state(res.unet)
+    assert all(torch.equal(dict(G.trainable(unet))[k], v) for k, v in trained.items())
+    # A missing part is named.
+    import shutil
+
+    shutil.rmtree(folder / "vae")
+    with pytest.raises(FileNotFoundError, match=r"vae/config\.json"):
+        L.load_base(folder)
+
+
+def test_guided_sampling_and_conditional_model_output(parts):
+    from dabench.model import model_output
+    from dabench.sampling import generate, guided_eps
+
+    tok, text, _, base = parts
+    unet = L.adapter_builder(base, 2, 2, b_std=0.05)(0).eval()
+    c = L.encode_prompts(text, tok, PROMPTS[:2])
+    u = L.encode_prompts(text, tok, [""])[0]
+    x = torch.randn(2, 4, 4, 4)
+    t = torch.tensor(500)
+    with torch.no_grad():
+        e_c = unet(x, t, encoder_hidden_states=c).sample
+        e_u = unet(x, t, encoder_hidden_states=u.expand(2, *u.shape)).sample
+        torch.testing.assert_close(guided_eps(unet, x, t, c, u, 1.0), e_c)
+        torch.testing.assert_close(guided_eps(unet, x, t, c, u, 3.0), e_u + 3.0 * (e_c - e_u),
+                                   rtol=1e-4, atol=1e-5)
+    sched_cfg = build_scheduler(MODEL).config
+    seeds = np.array([11, 12])
+    a = generate(unet, sched_cfg, seeds, inference_steps=5, cond=c, uncond=u, guidance=2.0)
+    b = generate(unet, sched_cfg, seeds, inference_steps=5, cond=c, uncond=u, guidance=2.0,
+                 batch_size=1)
+    assert a["images"].shape == (2, 4, 4, 4)
+    again = generate(unet, sched_cfg, seeds, inference_steps=5, cond=c, uncond=u, guidance=2.0)
+    np.testing.assert_array_equal(a["images"], again["images"])          # deterministic
+    np.testing.assert_allclose(a["images"], b["images"], atol=1e-4)     # batch: float rounding
+    plain = generate(unet, sched_cfg, seeds, inference_steps=5, cond=c)
+    assert not np.allclose(plain["images"], a["images"])          # guidance changes samples
+    # f(x; θ) with each query's own prompt: the mean loss over the grid, computed by hand.
+    sch = build_scheduler(MODEL)
+    q = np.random.default_rng(2).normal(size=(2, 4, 4, 4)).astype(np.float32)
+    grid = np.array([100, 600])
+    out = model_output(unet, sch, q, grid, 1, noise_seed=3, cond=c)
+    swapped = model_output(unet, sch, q, grid, 1, noise_seed=3, cond=c.flip(0))
+    assert out.shape == (2,) and not np.allclose(out, swapped)
+    one = model_output(unet, sch, q[1:], grid, 1, noise_seed=3, cond=c[1:], batch_size=1)
+    assert np.isfinite(out).all() and one.shape == (1,)
