@@ -329,3 +329,48 @@ def load_adapter_model(meta: dict):
     """The base UNet of ``meta['base']`` with an (untrained) adapter of ``meta['lora']``'s shape,
     ready for the checkpoint's adapter tensors."""
     return add_lora(load_unet(meta["base"]), meta["lora"]["rank"], meta["lora"]["alpha"], seed=0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Building a tiny base (embedded scale)
+
+
+def train_autoencoder(vae, images: np.ndarray, steps: int, batch_size: int, lr: float,
+                      kl_weight: float, seed: int, progress: bool | str = False):
+    """Train ``vae`` on ``images`` (N, C, H, W) in [-1, 1]: mean squared reconstruction error of
+    a posterior sample plus ``kl_weight`` × KL(q(z|x) ‖ N(0, I)) per latent element (the
+    autoencoder objective of latent diffusion, without its perceptual and adversarial terms).
+    Batches and posterior samples come from ``seed``: the same call gives the same weights.
+    Then sets the ``scaling_factor`` s = 1 / std of the latent means (as Stable Diffusion chose
+    its 0.18215), so that z₀ = s·μ has unit variance. Returns the frozen, eval-mode ``vae``."""
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    x_all = torch.as_tensor(images)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
+    vae.train()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc=progress if isinstance(progress, str) else "autoencoder",
+                   unit="step", mininterval=2.0, leave=False)
+    for _ in range(steps):
+        x = x_all[rng.choice(len(x_all), size=min(batch_size, len(x_all)), replace=False)]
+        posterior = vae.encode(x).latent_dist
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
+        recon = vae.decode(z).sample
+        kl = 0.5 * (posterior.mean ** 2 + posterior.var - 1.0 - posterior.logvar).mean()
+        loss = ((recon - x) ** 2).mean() + kl_weight * kl
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    vae.eval().requires_grad_(False)
+    vae.register_to_config(scaling_factor=1.0)
+    mu = encode_images(vae, images)
+    vae.register_to_config(scaling_factor=float(1.0 / max(float(mu.std()), 1e-6)))
+    return vae
+

@@ -313,3 +313,58 @@ def train_full_model(train_path, model_cfg: dict, recipe: dict, seed: int, model
     print(f"[dabench] full model: {recipe['steps']} steps in {result.seconds:.1f}s, "
           f"final loss {np.nanmean(result.losses[-50:]):.4f}", flush=True)
     return result
+
+
+def build_latent_base(folder, images: np.ndarray, prompts: list[str], cfg: dict, seed: int,
+               progress: bool = False) -> Path:
+    """Build and save a tiny base (embedded scale) in the layout of :func:`save_base`.
+
+    ``images`` (N, C, H, W) in [-1, 1] with ``prompts`` (N,), each image's prompt. Steps, all
+    seeded from ``seed``: a CLIP tokenizer written for the distinct prompts and the empty one
+    (classifier-free guidance), a text encoder (random and frozen — the UNet learns to read
+    it, as Stable Diffusion's UNet learned to read a frozen CLIP), an autoencoder trained on the
+    images (:func:`dabench.latent.train_autoencoder`), then the conditional UNet trained whole on their latents
+    with the training loop of the pixel model, each example with its prompt's context —
+    a fraction ``cfg['unet_train']['drop_prompt']`` of the examples with the empty prompt's
+    instead, so that the base can guide. ``cfg``: ``text_encoder``, ``autoencoder`` (with
+    ``steps``, ``batch_size``, ``lr``, ``kl_weight``), ``unet``, ``unet_train`` (a training
+    recipe), ``model`` (the diffusion schedule)."""
+    import tempfile
+
+    from dabench.latent import (build_autoencoder, build_conditional_unet, build_text_encoder,
+                                encode_images, encode_prompts, load_tokenizer, save_base,
+                                train_autoencoder, write_tokenizer)
+
+    folder = Path(folder)
+    distinct = sorted(set(prompts))
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = load_tokenizer(write_tokenizer(Path(tmp) / "tokenizer", distinct + [""],
+                                                   cfg["text_encoder"]["max_length"]))
+    text_encoder = build_text_encoder(cfg["text_encoder"], tokenizer,
+                                      derive_seed(seed, "base-text-encoder"))
+    text_encoder.requires_grad_(False).eval()
+    ae = cfg["autoencoder"]
+    vae = build_autoencoder(ae, images.shape[1], images.shape[-1], derive_seed(seed, "base-vae"))
+    vae = train_autoencoder(vae, images, ae["steps"], ae["batch_size"], ae["lr"], ae["kl_weight"],
+                            derive_seed(seed, "base-vae-train"),
+                            progress="autoencoder" if progress else False)
+    latents = encode_images(vae, images)
+    contexts = encode_prompts(text_encoder, tokenizer, distinct + [""])
+    index = {p: i for i, p in enumerate(distinct)}
+    which = np.array([index[p] for p in prompts])
+    drop = np.random.default_rng(derive_seed(seed, "base-drop-prompt")).random(len(prompts))
+    which[drop < cfg["unet_train"].get("drop_prompt", 0.0)] = len(distinct)     # the empty prompt
+    unet_cfg = cfg["unet"]
+    recipe = {k: v for k, v in cfg["unet_train"].items() if k != "drop_prompt"}
+
+    def build(init_seed):
+        return build_conditional_unet(unet_cfg, latents.shape[1], latents.shape[-1],
+                                      cfg["text_encoder"]["hidden_size"], init_seed,
+                                      tokenizer.model_max_length)
+
+    result = train(latents, np.arange(len(latents)), cfg["model"], recipe,
+                     seed=derive_seed(seed, "base-unet-train"),
+                     init_seed=derive_seed(seed, "base-unet"), build=build,
+                     cond=contexts[which], progress="base UNet" if progress else False)
+    unet = result.unet.requires_grad_(False).eval()
+    return save_base(folder, vae, text_encoder, tokenizer, unet)
