@@ -203,9 +203,7 @@ def adapter_builder(base, rank: int, alpha: float, b_std: float = 0.0):
 
 def lora_state(unet) -> dict[str, torch.Tensor]:
     """The adapter's tensors (the trainable parameters), by name."""
-    from dabench.gradients import trainable
-
-    return {k: p.detach().clone() for k, p in trainable(unet)}
+    return {k: p.detach().clone() for k, p in unet.named_parameters() if p.requires_grad}
 
 
 # ------------------------------------------------------------------------------------------------
