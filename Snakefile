@@ -46,6 +46,21 @@ include: "rules/report.smk"
 report: "report/workflow.rst"
 
 
+# The companion run (config key companion, e.g. the default's latent experiment): this same
+# workflow as a Snakemake module with the companion's config, its rules renamed companion_*, its
+# results under results/<its name>/. One DAG: its jobs share the cores (or the cluster) with
+# these, and `snakemake -n` plans both.
+if COMPANION:
+
+    module companion:
+        snakefile:
+            "Snakefile"
+        config:
+            COMPANION
+
+    use rule * from companion as companion_*
+
+
 # Rules whose work takes seconds (LDS, tables, figures) say `localrule: True`: they run where
 # snakemake runs, never as cluster jobs (a `use rule ... as` copy says it again).
 
@@ -54,6 +69,7 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+        rules.companion_all.input if COMPANION else [],
     localrule: True
 
 
@@ -61,6 +77,8 @@ rule all:
 # runs or is queued on a cluster (a dry run does not check them).
 onstart:
     missing = dabench_config.missing_paths(config, RUN)
+    if COMPANION:
+        missing += dabench_config.missing_paths(COMPANION, f"results/{COMPANION['name']}")
     if missing:
         raise WorkflowError("missing inputs:\n  " + "\n  ".join(missing))
 
@@ -69,3 +87,5 @@ onsuccess:
     from dabench.tables import summary
 
     print(summary(RUN))
+    if COMPANION:
+        print(summary(f"results/{COMPANION['name']}"))

@@ -21,7 +21,7 @@ SCHEMA_PATH = REPO_ROOT / "config.schema.yaml"
 
 RECIPE_KEYS = (
     "steps", "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip",
-    "checkpoint_steps", "resume_every", "mixed_precision",
+    "checkpoint_steps", "resume_every", "mixed_precision", "micro_batch_size",
 )
 
 
@@ -124,17 +124,28 @@ def _sort_keys(node):
 def _check_consistency(config: dict) -> None:
     problems = []
     model = config["model"]
-    n_levels = len(model["block_out_channels"])
-    for key in ("down_block_types", "up_block_types"):
-        if len(model[key]) != n_levels:
-            problems.append(f"model.{key} has {len(model[key])} entries but "
-                            f"model.block_out_channels has {n_levels}")
-    for ch in model["block_out_channels"]:
-        if ch % model["norm_num_groups"]:
-            problems.append(f"model.norm_num_groups={model['norm_num_groups']} does not divide "
-                            f"block_out_channels entry {ch}")
     if model["beta_end"] <= model["beta_start"]:
         problems.append("model.beta_end must be larger than model.beta_start")
+    if is_latent(config):
+        model = config["latent"]["pretrain"]["unet"]
+        pre = config["latent"]["pretrain"]
+        for part in ("unet", "autoencoder"):
+            for ch in pre[part]["block_out_channels"]:
+                if ch % pre[part]["norm_num_groups"]:
+                    problems.append(f"latent.pretrain.{part}.norm_num_groups="
+                                    f"{pre[part]['norm_num_groups']} does not divide "
+                                    f"block_out_channels entry {ch}")
+    n_levels = len(model["block_out_channels"])
+    prefix = "latent.pretrain.unet" if is_latent(config) else "model"
+    for key in ("down_block_types", "up_block_types"):
+        if len(model[key]) != n_levels:
+            problems.append(f"{prefix}.{key} has {len(model[key])} entries but "
+                            f"{prefix}.block_out_channels has {n_levels}")
+    if not is_latent(config):
+        for ch in model["block_out_channels"]:
+            if ch % model["norm_num_groups"]:
+                problems.append(f"model.norm_num_groups={model['norm_num_groups']} does not "
+                                f"divide block_out_channels entry {ch}")
     for section in ("train", "lds"):
         recipe = training_recipe(config, section)
         prefix = "train" if section == "train" else "lds.train"
@@ -148,6 +159,11 @@ def _check_consistency(config: dict) -> None:
     if subset_size < 1:
         problems.append(f"lds.alpha={config['lds']['alpha']} x data.n_train="
                         f"{config['data']['n_train']} leaves empty subsets")
+    if is_latent(config):
+        for key in ("shapley", "retrac"):
+            if config[key]["enabled"]:
+                problems.append(f"{key}.enabled: the {key} branch runs on pixel models only so "
+                                f"far (model.family latent); set {key}.enabled: false")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
@@ -289,6 +305,62 @@ def shapley_plan(config: dict) -> dict | None:
     return {"baselines": baselines, "counterfactual": list(cfg["counterfactual"]["methods"])}
 
 
+def is_latent(config: dict) -> bool:
+    return config["model"]["family"] == "latent"
+
+
+def base_folder(config: dict, run_dir: str | Path) -> str | None:
+    """The latent model's base: ``latent.base``, or ``<run>/base`` (built by the workflow from
+    ``latent.pretrain``); None for a pixel model."""
+    if not is_latent(config):
+        return None
+    from dabench.layout import BASE
+
+    return config["latent"]["base"] or f"{run_dir}/{BASE}"
+
+
+def model_section(config: dict, run_dir: str | Path) -> dict:
+    """What every stage that builds, trains or samples the model reads: the ``model`` section,
+    and for a latent model also its base folder, LoRA shape (the base is fixed; only the adapter
+    trains) and guidance scale."""
+    model = dict(config["model"])
+    if is_latent(config):
+        model.update(base=base_folder(config, run_dir), lora=dict(config["latent"]["lora"]),
+                     guidance=config["latent"]["guidance"])
+    return model
+
+
+def pretrain_recipe(config: dict) -> dict:
+    """The tiny base UNet's training recipe: section ``train`` with ``latent.pretrain.train``'s
+    steps, batch size and learning rate, no checkpoints."""
+    recipe = training_recipe(config, "train")
+    recipe.update(config["latent"]["pretrain"]["train"], checkpoint_steps=[])
+    recipe["warmup_steps"] = min(recipe["warmup_steps"], recipe["steps"])
+    return recipe
+
+
+def companion_config(config: dict) -> dict | None:
+    """The companion run's config (``companion``: a config file run in the same workflow),
+    validated; None when there is none. It must have no companion and another name."""
+    path = config.get("companion")
+    if not path:
+        return None
+    full = Path(path) if Path(path).is_absolute() else REPO_ROOT / path
+    if not full.is_file():
+        raise ConfigError(f"config key companion: {path!r} is not a config file")
+    try:
+        companion = load(full)
+    except ConfigError as err:
+        raise ConfigError(f"config key companion ({path}): {err}") from None
+    if companion.get("companion"):
+        raise ConfigError(f"config key companion: {path} has a companion of its own "
+                          f"({companion['companion']!r}); companions do not nest")
+    if companion["name"] == config["name"]:
+        raise ConfigError(f"config key companion: {path} has this run's name "
+                          f"{config['name']!r}; its results would overwrite this run's")
+    return companion
+
+
 def _check_retrac(config: dict) -> None:
     pair = retrac_methods(config)
     if pair is not None:
@@ -320,6 +392,14 @@ def missing_paths(config: dict, run_dir: str | Path | None = None) -> list[str]:
         problem = D.source_problem(data_cfg, key)
         if problem:
             problems.append(problem)
+    base = config["latent"]["base"]
+    if is_latent(config) and base:
+        from dabench.latent import missing_base_parts
+
+        missing = missing_base_parts(base)
+        if missing:
+            problems.append(f"latent.base: {base!r} is not a diffusers pipeline folder "
+                            f"(missing {', '.join(missing)})")
     embedder = config["embedder"]
     if embedder["kind"] == "clip":
         path = embedder.get("path")

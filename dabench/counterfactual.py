@@ -60,8 +60,11 @@ def run_counterfactual(train_path, generation_path, scores_path, method_id: str,
     from dabench.io import load_npy, load_npz, save_npz
     from dabench.sampling import generate
 
-    images = load_npz(train_path)["train_images"]
-    samples = load_npz(generation_path, keys=["images", "seeds"])
+    from dabench.data import conditioning
+
+    train = load_npz(train_path)
+    images = train["train_images"]
+    samples = load_npz(generation_path)
     if not 0 <= query < len(samples["images"]):
         raise ValueError(f"query {query} is not in the generation set ({len(samples['images'])})")
     n_train = len(images)
@@ -71,13 +74,18 @@ def run_counterfactual(train_path, generation_path, scores_path, method_id: str,
     keep = np.setdiff1d(np.arange(n_train), removed)
     recipe = {**recipe, "checkpoint_steps": []}
     tic = time.perf_counter()
+    # A latent model: retrained on the kept examples' prompts, regenerated with the query's.
+    cond, query_cond = conditioning(train), conditioning(samples)
     result = T.train(images, keep, model_cfg, recipe, seed=derive_seed(seed, "full-train"),
                      init_seed=derive_seed(seed, "full-init"), resume_path=resume_path,
-                     progress=f"counterfactual {method_id} query {query}")
+                     progress=f"counterfactual {method_id} query {query}", cond=cond)
     regenerated = generate(result.unet, M.build_scheduler(model_cfg).config,
                            samples["seeds"][query:query + 1],
                            inference_steps=generation_cfg["inference_steps"],
-                           eta=generation_cfg["eta"], keep_trajectory=False)["images"][0]
+                           eta=generation_cfg["eta"], keep_trajectory=False,
+                           cond=None if query_cond is None else query_cond.take([query]),
+                           uncond=None if query_cond is None else query_cond.uncond,
+                           guidance=model_cfg.get("guidance", 1.0))["images"][0]
     seconds = time.perf_counter() - tic
     M.save_model(model_path, result.unet,
                  {"role": "counterfactual", "method_id": method_id, "query": query,
@@ -87,6 +95,14 @@ def run_counterfactual(train_path, generation_path, scores_path, method_id: str,
            "removed": removed, "query": np.int64(query), "k": np.int64(k),
            "n_positive_removed": np.int64(-1 if row is None else int((row[removed] > 0).sum())),
            "seconds": np.float64(seconds)}
+    if query_cond is not None:
+        # Latents compared as latents (D-TRAK's latent distance); pixels decoded for the figures
+        # and the embedder.
+        from dabench.latent import decode_latents, load_base
+
+        vae = load_base(model_cfg["base"], ("vae",))["vae"]
+        out["original_pixels"] = samples["pixels"][query]
+        out["counterfactual_pixels"] = decode_latents(vae, regenerated[None])[0]
     save_npz(out_path, **out)
     remove_leftovers(*resume_pattern(resume_path))
     print(f"[dabench] counterfactual {method_id} query {query}: removed {k}, retrained and "
@@ -114,10 +130,20 @@ def summarize(results: dict, embed) -> tuple["pd.DataFrame", "pd.DataFrame"]:
     for method_id, items in results.items():
         original = np.stack([r["original"] for r in items])
         new = np.stack([r["counterfactual"] for r in items])
-        l2 = pixel_l2(original, new)
+        space = "latent" if "original_pixels" in items[0] else "pixel"
+        if space == "latent":
+            # A latent model: L2 between the latents, cosine between the decoded images' embeddings.
+            from dabench.latent import latent_distance
+
+            l2 = latent_distance(original, new)
+            original = np.stack([r["original_pixels"] for r in items])
+            new = np.stack([r["counterfactual_pixels"] for r in items])
+        else:
+            l2 = pixel_l2(original, new)
         cos = cosine(embed(original), embed(new))
         for r, d, c in zip(items, l2, cos):
             rows.append({"method_id": method_id, "query": int(r["query"]), "k": int(r["k"]),
+                         "space": space,
                          "l2": float(d), "cosine": float(c),
                          "n_positive_removed": int(r["n_positive_removed"]),
                          "seconds": float(r["seconds"])})
@@ -125,7 +151,7 @@ def summarize(results: dict, embed) -> tuple["pd.DataFrame", "pd.DataFrame"]:
     summary = (per_query.groupby("method_id", sort=False)
                .agg(median_l2=("l2", "median"), median_cosine=("cosine", "median"),
                     mean_l2=("l2", "mean"), mean_cosine=("cosine", "mean"),
-                    n_queries=("query", "size"), k=("k", "first"),
+                    n_queries=("query", "size"), k=("k", "first"), space=("space", "first"),
                     retrain_seconds=("seconds", "mean"))
                .reset_index())
     return per_query, summary

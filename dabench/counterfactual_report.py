@@ -37,12 +37,15 @@ def write_counterfactual_tables(result_paths: dict, labels: dict, embedder_cfg: 
     summary["embedder"] = embedder.kind
     write_csv(per_query, per_query_path, RAW_FLOATS)
     write_csv(summary, csv_path, RAW_FLOATS)
+    space = summary["space"].iloc[0]
+    scale = ("between the latent encodings (D-TRAK's latent models)" if space == "latent"
+             else "on the [0, 1] scale")
     save_text(tex_path, simple_latex(
         summary, {"method": "Method", "k": "k", "n_queries": "queries",
-                  "median_l2": "median pixel L2 $\\uparrow$",
+                  "median_l2": f"median {space} L2 $\\uparrow$",
                   "median_cosine": f"median {embedder.kind} cosine $\\downarrow$"},
         "Counterfactual evaluation (D-TRAK Sec. 4.4): top-k influencers removed, retrained, "
-        "regenerated from the same noise; pixel L2 on the [0, 1] scale."))
+        f"regenerated from the same noise; {space} L2 {scale}."))
 
 
 def write_counterfactual_figures(per_query_csv, result_paths: dict, labels: dict, box_paths,

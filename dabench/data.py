@@ -409,15 +409,24 @@ def _add_outliers(d: dict, cfg: dict, resolution: int, channels: int, seed: int)
 
 
 def write_dataset(data_cfg: dict, seed: int, train_path, validation_path, info_path,
-                  train_index_path, validation_index_path) -> dict:
-    """Workflow stage: draw D and the validation queries, write them and their index files."""
+                  train_index_path, validation_index_path, latent: dict | None = None) -> dict:
+    """Workflow stage: draw D and the validation queries, write them and their index files.
+    ``latent`` (a latent model: the ``latent`` section with ``base``, the base folder): images
+    are encoded and prompts attached (:func:`latent_examples`)."""
     from dabench.io import save_json, save_npz
 
     d = prepare(data_cfg, seed)
+    extra = {"train": {}, "validation": {}}
+    if latent is not None:
+        d = latent_examples(d, data_cfg, latent, latent["base"])
+        shared = {"contexts": d["contexts"], "uncond": d["uncond"], "prompts": d["prompts"]}
+        extra = {s: {"pixels": d[f"{s}_pixels"], "prompt": d[f"{s}_prompt"], **shared}
+                 for s in ("train", "validation")}
     save_npz(train_path, train_images=d["train_images"], labels=d["train_labels"],
-             source_index=d["train_source"], origin=d["train_origin"])
+             source_index=d["train_source"], origin=d["train_origin"], **extra["train"])
     save_npz(validation_path, images=d["validation_images"], labels=d["validation_labels"],
-             source_index=d["validation_source"], origin=d["validation_origin"])
+             source_index=d["validation_source"], origin=d["validation_origin"],
+             **extra["validation"])
     write_index_file(train_index_path, d["train_source"],
                      f"training set D of {data_cfg['dataset']}: indices into its training split")
     write_index_file(validation_index_path, d["validation_source"],
@@ -428,8 +437,129 @@ def write_dataset(data_cfg: dict, seed: int, train_path, validation_path, info_p
             "n_validation_outliers": int(d["validation_origin"].sum()),
             "n_validation": len(d["validation_source"]), "shape": list(d["train_images"].shape[1:]),
             "validation_split": d["validation_split"],
+            **({"prompts": [str(p) for p in d["prompts"]]} if latent is not None else {}),
             "class_counts": {int(c): int(n) for c, n in zip(*np.unique(d["train_labels"],
                                                                       return_counts=True))},
             "config": data_cfg}
     save_json(info_path, info)
     return info
+
+
+# ------------------------------------------------------------------------------------------------
+# Conditioning of a latent, text-conditioned model's examples
+
+
+class Conditioning:
+    """Each example's text conditioning, stored once per prompt: ``table`` (P, L, D), the text
+    encoder's hidden states of the P distinct prompts, and ``index`` (N,), each example's prompt.
+    ``cond[idx]`` is the (B, L, D) tensor of examples ``idx`` — gathered per batch, never for the
+    whole set (5000 ArtBench examples × 77 × 768 floats would be 1.2 GB). ``uncond`` (L, D): the
+    empty prompt's, for classifier-free guidance."""
+
+    def __init__(self, table, index, uncond=None):
+        import torch
+
+        self.table = torch.as_tensor(np.ascontiguousarray(table, dtype=np.float32))
+        self.index = torch.as_tensor(np.ascontiguousarray(index, dtype=np.int64))
+        self.uncond = None if uncond is None else torch.as_tensor(np.ascontiguousarray(uncond, np.float32))
+        if self.index.numel() and (int(self.index.min()) < 0
+                                   or int(self.index.max()) >= len(self.table)):
+            raise DataError(f"prompt indices outside [0, {len(self.table)})")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, idx):
+        import torch
+
+        if isinstance(idx, np.ndarray):
+            idx = torch.as_tensor(idx)
+        return self.table[self.index[idx]]
+
+    def take(self, idx) -> "Conditioning":
+        """The conditioning of examples ``idx`` (same table)."""
+        idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
+        return Conditioning(self.table, self.index[idx].numpy(), self.uncond)
+
+    def fingerprint(self) -> str:
+        import hashlib
+
+        h = hashlib.sha256(self.table.contiguous().numpy().tobytes())
+        h.update(self.index.contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+
+def conditioning(arrays: dict) -> Conditioning | None:
+    """The :class:`Conditioning` stored in a data file's ``arrays`` (keys ``contexts``,
+    ``prompt``, ``uncond`` — written for latent models), or None for an unconditional model's."""
+    if "contexts" not in arrays:
+        return None
+    return Conditioning(arrays["contexts"], arrays["prompt"], arrays.get("uncond"))
+
+
+def display_images(arrays: dict, key: str = "images") -> np.ndarray:
+    """The images to show or embed: the pixels of a latent model's examples (``pixels``), else the
+    model's own input (``images``)."""
+    return arrays["pixels"] if "pixels" in arrays else arrays[key]
+
+
+# ------------------------------------------------------------------------------------------------
+# Latent models: prompts from labels, images encoded by the base's autoencoder
+
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                 "truck")
+
+
+def class_names(data_cfg: dict, names: list[str] | None = None) -> list[str]:
+    """The {label} word of each class label: ``names`` when given (``latent.label_names``),
+    else number words (digit datasets), CIFAR-10's names, the class folder names (image
+    folders, e.g. ArtBench's styles), or "class N"."""
+    if names:
+        return list(names)
+    dataset = data_cfg["dataset"]
+    if dataset in ("digits", "mnist_subset"):
+        return list(NUMBER_WORDS)
+    if dataset == "cifar10":
+        return list(CIFAR10_NAMES)
+    if dataset == "image_folder" and data_cfg.get("path"):
+        root = Path(data_cfg["path"])
+        root = root / "train" if (root / "train").is_dir() else root
+        if root.is_dir():
+            return sorted(p.name for p in root.iterdir() if p.is_dir())
+    return [f"class {i}" for i in range(100)]
+
+
+def example_prompts(labels: np.ndarray, template: str, names: list[str], key: str) -> list[str]:
+    """Each example's prompt: ``template`` with {label} replaced by its class's name."""
+    labels = np.asarray(labels)
+    if labels.size and int(labels.max()) >= len(names):
+        raise DataError(f"{key}: {len(names)} names but label {int(labels.max())} occurs")
+    return [template.replace("{label}", names[int(c)]) for c in labels]
+
+
+def latent_examples(d: dict, data_cfg: dict, latent_cfg: dict, base_folder) -> dict:
+    """The data of :func:`prepare` made ready for a latent model: each split's images encoded by
+    the base's autoencoder (``*_images`` become latents z₀; the images stay as ``*_pixels``, for
+    figures and the embedder) and each example's prompt encoded once per distinct prompt by the
+    base's text encoder (``contexts`` (P, L, D), ``*_prompt`` (N,) indices, ``uncond``: the empty
+    prompt's, for guidance; ``prompts``: the P texts)."""
+    from dabench import device as D
+    from dabench.latent import encode_images, encode_prompts, load_base
+
+    parts = load_base(base_folder, ("vae", "text_encoder", "tokenizer"))
+    device = D.current()
+    vae, text_encoder = parts["vae"].to(device), parts["text_encoder"].to(device)
+    names = class_names(data_cfg, latent_cfg.get("label_names"))
+    out = dict(d)
+    per_split = {s: example_prompts(d[f"{s}_labels"], latent_cfg["prompt"], names,
+                                    "latent.label_names") for s in ("train", "validation")}
+    prompts = sorted(set(per_split["train"]) | set(per_split["validation"]))
+    table = encode_prompts(text_encoder, parts["tokenizer"], prompts + [""]).numpy()
+    where = {p: i for i, p in enumerate(prompts)}
+    for s in ("train", "validation"):
+        out[f"{s}_pixels"] = d[f"{s}_images"]
+        out[f"{s}_images"] = encode_images(vae, d[f"{s}_images"])
+        out[f"{s}_prompt"] = np.array([where[p] for p in per_split[s]], dtype=np.int64)
+    out.update(contexts=table[:-1], uncond=table[-1], prompts=np.array(prompts))
+    return out

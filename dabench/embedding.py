@@ -161,12 +161,15 @@ def write_classifier(train_path, validation_path, cfg: dict, seed: int, out_path
     """Workflow stage: train the classifier embedder on the training set; record its accuracy."""
     from dabench.io import load_npz, save_tensors
 
+    from dabench.data import display_images
+
+    # Images, never a latent model's latents: the embedder sees what a person sees.
     train, val = load_npz(train_path), load_npz(validation_path)
-    net, info = train_classifier(train["train_images"], train["labels"], cfg, seed)
-    info["validation_accuracy"] = accuracy(net, val["images"], val["labels"], info["classes"])
-    info["train_accuracy"] = accuracy(net, train["train_images"], train["labels"],
-                                      info["classes"])
-    meta = {**info, "width": cfg["width"], "channels": int(train["train_images"].shape[1]),
+    x_train, x_val = display_images(train, "train_images"), display_images(val)
+    net, info = train_classifier(x_train, train["labels"], cfg, seed)
+    info["validation_accuracy"] = accuracy(net, x_val, val["labels"], info["classes"])
+    info["train_accuracy"] = accuracy(net, x_train, train["labels"], info["classes"])
+    meta = {**info, "width": cfg["width"], "channels": int(x_train.shape[1]),
             "steps": cfg["steps"], "lr": cfg["lr"], "seed": seed}
     save_tensors(out_path, {k: v.detach().contiguous() for k, v in net.state_dict().items()}, meta)
     print(f"[dabench] embedder: classifier, train accuracy {info['train_accuracy']:.3f}, "
@@ -180,7 +183,9 @@ def write_embeddings(cfg: dict, classifier_path, split_files: dict, out_paths: d
 
     embedder = load_embedder(cfg, classifier_path)
     for split, (path, key) in split_files.items():
-        emb = embedder.embed(load_npz(path)[key])
+        from dabench.data import display_images
+
+        emb = embedder.embed(display_images(load_npz(path), key))
         save_npy(out_paths[split], emb)
         save_json(Path(out_paths[split]).with_suffix(".json"),
                   {**embedder.describe(), "split": split, "shape": list(emb.shape),

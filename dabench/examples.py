@@ -78,9 +78,12 @@ def write_proponents_figure(train_path, query_path, score_paths: dict, n_queries
     from dabench import figures
     from dabench.io import load_npz
 
-    train = load_npz(train_path)["train_images"]
+    from dabench.data import display_images
+
+    # A latent model's examples are shown decoded (its pixels), not as latents.
+    train = display_images(load_npz(train_path), "train_images")
     query_data = load_npz(query_path)
-    queries_img = query_data["images"]
+    queries_img = display_images(query_data)
     labels = query_data.get("origin") if by_source else None
     queries = pick_queries(len(queries_img), n_queries, labels)
     rows = proponent_rows(score_paths, queries, k)
@@ -98,8 +101,10 @@ def write_self_influence_figure(train_path, self_paths: dict, k: int, pdf_path, 
     from dabench import figures
     from dabench.io import load_npz
 
+    from dabench.data import display_images
+
     data = load_npz(train_path)
-    train = data["train_images"]
+    train = display_images(data, "train_images")
     outliers = data["origin"] == 1 if mark_outliers and "origin" in data else None
     rows = {}
     for m, path in self_paths.items():

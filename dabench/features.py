@@ -188,7 +188,7 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
               projection_seed: int, out_path, batch_size: int | None = None,
               progress: bool | str = False, replay: dict | None = None,
               journey_timesteps: np.ndarray | None = None, budget_bytes: int | None = None,
-              rows: tuple[int, int] | None = None) -> dict:
+              rows: tuple[int, int] | None = None, cond=None) -> dict:
     """Write φ of every image to ``out_path`` (.npy, float32, (N, k)), streaming: one batch of
     gradients is in memory at a time (planned by :func:`dabench.gradients.plan_gradients` for
     ``budget_bytes``, default the job's :func:`dabench.device.memory_budget`); rows go straight
@@ -205,7 +205,8 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
     query side. ``rows = (a, b)`` computes examples a … b-1 only (a shard; the file then has
     b - a rows, each the same as in a whole pass up to float rounding: a batched kernel's
     summation order depends on the batch). ``batch_size`` forces vmap batches of that
-    many examples (tests). Returns timing, shape and plan information.
+    many examples (tests). ``cond`` (a latent model's :class:`dabench.data.Conditioning`):
+    each example's prompt. Returns timing, shape and plan information.
     """
     import torch
 
@@ -250,8 +251,9 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
                 noises = example_noises(noise_seed, idx, per_example, shape).to(device)
                 t = timesteps
             tic = time.perf_counter()
+            c = None if cond is None else cond[idx].to(device)
             blocks = example_gradients(unet, scheduler, x0, t, noises, spec.function,
-                                       normalize=spec.normalize, plan=plan)
+                                       normalize=spec.normalize, plan=plan, cond=c)
             norms[rel] = block_norms(blocks).float().cpu().numpy()
             mid = time.perf_counter()
             rows_out = projector.project(blocks).cpu().numpy()
@@ -367,6 +369,7 @@ def write_features(model_path, model_cfg: dict, images_path, images_key: str, sp
     run folder that ``out_path`` (``<run>/features/<model>/<feature id>/<split>.npy``) lies in."""
     import os
 
+    from dabench.data import conditioning
     from dabench.io import load_npy, load_npz, save_json, sha256
     from dabench.model import build_scheduler
 
@@ -375,6 +378,7 @@ def write_features(model_path, model_cfg: dict, images_path, images_key: str, sp
     scheduler = build_scheduler(model_cfg)
     samples = load_npz(images_path)
     images = samples[images_key]
+    cond = conditioning(samples)          # a latent model's prompts (None: unconditional)
     step = meta.get("step", meta.get("steps"))
     rows = None if shard is None else shard_rows(len(images), shard[1], shard[0])
     replay, journey, scratch = None, None, None
@@ -389,7 +393,9 @@ def write_features(model_path, model_cfg: dict, images_path, images_key: str, sp
                              f"generation set's trajectory file")
         scratch = Path(out_path).with_name(f".{Path(out_path).stem}.journey-points.npy")
         images, journey = journey_points(unet, scheduler.config, load_npy(trajectory_path, mmap=True),
-                                         samples["trajectory_timesteps"], out_path=scratch)
+                                         samples["trajectory_timesteps"], out_path=scratch,
+                                         cond=cond, uncond=None if cond is None else cond.uncond,
+                                         guidance=model_cfg.get("guidance", 1.0))
     if spec.replay:
         if split != "train":
             raise ValueError(f"replay features exist for the training set only, not {split!r}")
@@ -401,7 +407,7 @@ def write_features(model_path, model_cfg: dict, images_path, images_key: str, sp
                          noise_seed=derive_seed(seed, "feature-noise", split),
                          projection_seed=projection_seed(seed), out_path=out_path,
                          progress=f"features {feature_id} {split}", replay=replay,
-                         journey_timesteps=journey, rows=rows)
+                         journey_timesteps=journey, rows=rows, cond=cond)
     finally:
         if scratch is not None:
             scratch.unlink(missing_ok=True)

@@ -144,6 +144,55 @@ def build_text_encoder(cfg: dict, tokenizer, seed: int):
     return _seeded(seed, lambda: CLIPTextModel(config))
 
 
+def conditional_unet_kwargs(cfg: dict, latent_channels: int, latent_resolution: int,
+                            cross_attention_dim: int) -> dict:
+    """The ``UNet2DConditionModel`` arguments of :func:`build_conditional_unet`."""
+    return dict(sample_size=latent_resolution, in_channels=latent_channels,
+                out_channels=latent_channels, block_out_channels=list(cfg["block_out_channels"]),
+                down_block_types=list(cfg["down_block_types"]),
+                up_block_types=list(cfg["up_block_types"]),
+                layers_per_block=cfg["layers_per_block"],
+                attention_head_dim=cfg["attention_head_dim"],
+                norm_num_groups=cfg["norm_num_groups"], cross_attention_dim=cross_attention_dim)
+
+
+# Stable Diffusion 1.x's UNet (miniSD, D-TRAK's ArtBench base, at 256×256: 32×32 latents): what
+# resource planning assumes of a latent.base that is not on disk yet (a dry run, `make plan`).
+SD1_UNET = dict(sample_size=32, in_channels=4, out_channels=4,
+                block_out_channels=[320, 640, 1280, 1280],
+                down_block_types=["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+                up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
+                layers_per_block=2, attention_head_dim=8, norm_num_groups=32,
+                cross_attention_dim=768)
+SD1_CONTEXT_LENGTH = 77
+
+
+def latent_unet_kwargs(latent_cfg: dict, resolution: int) -> tuple[dict, int]:
+    """(UNet2DConditionModel arguments, text context length) of a latent config's base: read
+    from ``latent.base``'s unet/config.json, else :data:`SD1_UNET` when that base is not there
+    yet, else (the embedded scale) from ``latent.pretrain`` at the data's ``resolution``."""
+    base = latent_cfg.get("base")
+    if base:
+        cfg_path = Path(base) / "unet" / "config.json"
+        if not cfg_path.is_file():
+            return dict(SD1_UNET), SD1_CONTEXT_LENGTH
+        from diffusers import UNet2DConditionModel
+
+        known = set(UNet2DConditionModel.__init__.__code__.co_varnames)
+        cfg = {k: v for k, v in json.loads(cfg_path.read_text()).items()
+               if not k.startswith("_") and k in known}
+        tok = Path(base) / "tokenizer" / "tokenizer_config.json"
+        length = json.loads(tok.read_text()).get("model_max_length") if tok.is_file() else None
+        ok = isinstance(length, int) and 0 < length < 10_000
+        return cfg, (length if ok else SD1_CONTEXT_LENGTH)
+    pre = latent_cfg["pretrain"]
+    ae = pre["autoencoder"]
+    latent_res = resolution // 2 ** (len(ae["block_out_channels"]) - 1)
+    return (conditional_unet_kwargs(pre["unet"], ae["latent_channels"], latent_res,
+                                    pre["text_encoder"]["hidden_size"]),
+            pre["text_encoder"]["max_length"])
+
+
 def build_conditional_unet(cfg: dict, latent_channels: int, latent_resolution: int,
                            cross_attention_dim: int, seed: int, context_length: int | None = None):
     """A small ``UNet2DConditionModel`` on latents: ``block_out_channels``, ``down_block_types`` /
@@ -154,12 +203,8 @@ def build_conditional_unet(cfg: dict, latent_channels: int, latent_resolution: i
 
     from dabench.architecture import classic_attention
 
-    unet = _seeded(seed, lambda: UNet2DConditionModel(
-        sample_size=latent_resolution, in_channels=latent_channels,
-        out_channels=latent_channels, block_out_channels=tuple(cfg["block_out_channels"]),
-        down_block_types=tuple(cfg["down_block_types"]), up_block_types=tuple(cfg["up_block_types"]),
-        layers_per_block=cfg["layers_per_block"], attention_head_dim=cfg["attention_head_dim"],
-        norm_num_groups=cfg["norm_num_groups"], cross_attention_dim=cross_attention_dim))
+    kwargs = conditional_unet_kwargs(cfg, latent_channels, latent_resolution, cross_attention_dim)
+    unet = _seeded(seed, lambda: UNet2DConditionModel(**kwargs))
     if context_length is not None:
         unet.context_length = context_length          # for memory planning (dabench.profile)
     return classic_attention(unet)
@@ -296,6 +341,20 @@ def load_unet(folder):
     return classic_attention(unet).requires_grad_(False).eval()
 
 
+def base_identity(folder) -> str:
+    """A fingerprint of a base folder's UNet: its config and the size and time of its weights
+    (cheap for a 3 GB checkpoint; rebuilding or replacing the base changes it)."""
+    import hashlib
+
+    unet = Path(folder) / "unet"
+    h = hashlib.sha256()
+    for path in sorted(unet.glob("*")):
+        if path.is_file():
+            st = path.stat()
+            h.update(f"{path.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
 def load_base(folder, parts: tuple[str, ...] = BASE_PARTS) -> dict:
     """The frozen ``parts`` of a base folder written by :func:`save_base` or a real Stable
     Diffusion checkpoint (miniSD): {part: module or tokenizer}. A missing part is an error that
@@ -322,7 +381,8 @@ def load_base(folder, parts: tuple[str, ...] = BASE_PARTS) -> dict:
 
 def adapter_metadata(base_folder, rank: int, alpha: float) -> dict:
     """What a LoRA checkpoint's sidecar records so that :func:`load_adapter_model` rebuilds it."""
-    return {"family": "latent", "base": str(base_folder), "lora": {"rank": rank, "alpha": alpha}}
+    return {"model_family": "latent", "base": str(base_folder),
+            "lora": {"rank": rank, "alpha": alpha}}
 
 
 def load_adapter_model(meta: dict):

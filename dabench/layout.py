@@ -28,6 +28,9 @@ TRAINING_LOG = "models/full/training_log.npz"
 GENERATION = "generation/samples.npz"
 # The sampling trajectories of the generation set, (S+1, n, C, H, W) float32, memory-mapped.
 TRAJECTORY = "generation/trajectory.npy"
+# A latent model's base built by the workflow (a diffusers pipeline folder: vae/, text_encoder/,
+# tokenizer/, unet/); at paper scale latent.base names one instead.
+BASE = "base"
 # The Diffusion-ReTrac outlier experiment is a run of its own inside this folder, same layout.
 OUTLIER_RUN = "outliers"
 LDS_TABLE = "tables/lds.csv"

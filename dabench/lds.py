@@ -120,6 +120,8 @@ def run_retrains(
     model_dir: str | Path | None = None,
     family: str = "test",
     progress: bool = True,
+    cond=None,
+    query_conds: dict | None = None,
 ) -> dict:
     """Train one model per (subset, seed) item and compute f(x; θ) on each query set.
 
@@ -127,6 +129,8 @@ def run_retrains(
     Each finished retrain is stored in ``partial_dir`` at once (its training also keeps a resume
     state there), so a re-run after a kill continues where it stopped. Returns
     ``{"subset": (n,), "seed": (n,), "seconds": (n,), "outputs.<query set>": (n, Q)}``.
+    A latent model: ``cond`` / ``query_conds`` (name -> ...) are the examples' and the queries'
+    :class:`dabench.data.Conditioning`.
     """
     from dabench import model as M
     from dabench import training as T
@@ -173,15 +177,15 @@ def run_retrains(
             result = T.train(images, subsets[j], model_cfg, recipe, seed=train_seed,
                              init_seed=init_seed,
                              resume_path=partial_dir / f"{stem}.resume.safetensors",
-                             progress=label if progress else False)
+                             progress=label if progress else False, cond=cond)
             unet = result.unet
             M.save_model(trained, unet, {"family": family, "subset": j, "seed": r,
-                                         "unet_config": A.unet_config(model_cfg, images.shape[1],
-                                                                      images.shape[-1])})
+                                         **M.model_metadata(model_cfg, recipe, images.shape)})
         outputs = {f"outputs.{name}": M.model_output(unet, scheduler, q, grid,
                                                      output_cfg["noises"],
                                                      derive_seed(master_seed, "output", name),
-                                                     resume_path=partial_dir / f"{stem}.{name}.outputs.npz")
+                                                     resume_path=partial_dir / f"{stem}.{name}.outputs.npz",
+                                                     cond=(query_conds or {}).get(name))
                    for name, q in queries.items()}
         if final is not None:
             save_final(unet)
@@ -246,14 +250,20 @@ def run_retrain_job(train_path, subsets_path, query_paths: dict, family: str, ch
     """Workflow stage: the retrains of one job (chunk) of a family, written as one .npz."""
     from dabench.io import load_npy, load_npz, save_npz
 
-    images = load_npz(train_path)["train_images"]
+    from dabench.data import conditioning
+
+    train = load_npz(train_path)
+    images = train["train_images"]
     subsets = load_npy(subsets_path)
     check_subsets(subsets, len(images), str(subsets_path))
     items = chunk_items(len(subsets), n_seeds, per_job, chunk)
-    queries = {name: load_npz(path)["images"] for name, path in query_paths.items()}
+    query_data = {name: load_npz(path) for name, path in query_paths.items()}
+    queries = {name: d["images"] for name, d in query_data.items()}
     Path(model_dir).mkdir(parents=True, exist_ok=True)
     result = run_retrains(images, subsets, items, model_cfg, recipe, output_cfg, queries, seed,
-                          partial_dir, model_dir if save_models else None, family)
+                          partial_dir, model_dir if save_models else None, family,
+                          cond=conditioning(train),
+                          query_conds={name: conditioning(d) for name, d in query_data.items()})
     save_npz(chunk_path, **result)
     clear_partial(partial_dir)
     return result

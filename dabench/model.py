@@ -38,7 +38,7 @@ def build_scheduler(model_cfg: dict):
 
     return DDPMScheduler(num_train_timesteps=model_cfg["num_train_timesteps"],
                          beta_start=model_cfg["beta_start"], beta_end=model_cfg["beta_end"],
-                         beta_schedule="linear")
+                         beta_schedule=model_cfg.get("beta_schedule", "linear"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -132,7 +132,7 @@ def model_output(unet, scheduler, images: np.ndarray, timesteps: np.ndarray, n_n
         x0 = x_all[q_idx[sl]].to(device)
         t = torch.as_tensor(timesteps[j_idx[sl]], device=device)
         noise = example_noise(seeds[sl], tuple(images.shape[1:])).to(device)
-        c = None if cond is None else torch.as_tensor(cond)[q_idx[sl]].to(device)
+        c = None if cond is None else torch.as_tensor(cond[q_idx[sl]]).to(device)
         losses[sl] = per_example_loss(unet, scheduler, x0, t, noise, c).double().cpu().numpy()
         if resume_path is not None and time.perf_counter() - last_save > save_every_s:
             save_npz(resume_path, key=np.asarray(key), done=np.int64(min(len(q_idx), start + batch_size)),
@@ -175,7 +175,7 @@ def load_model(path, device=None):
     from dabench import device as D
 
     tensors, meta = load_tensors(path)
-    if meta.get("family") == "latent":
+    if meta.get("model_family") == "latent":
         # A LoRA adapter: the base's UNet from its folder, the adapter's tensors from the file.
         from dabench.latent import load_adapter_model
 
@@ -198,8 +198,14 @@ def load_model(path, device=None):
 
 def model_metadata(model_cfg: dict, recipe: dict, image_shape) -> dict:
     """What every saved model's sidecar records to be rebuilt and traced: its training recipe,
-    the UNet's diffusers config and the run's model section (``image_shape``: (N, C, H, W) of
-    the images it was trained on)."""
+    the UNet's diffusers config (a latent model: its base and adapter shape instead) and the run's
+    model section (``image_shape``: (N, C, H, W) of the images it was trained on)."""
+    if model_cfg.get("family") == "latent":
+        from dabench.latent import adapter_metadata
+
+        lora = model_cfg["lora"]
+        return {"recipe": recipe, "model_config": model_cfg,
+                **adapter_metadata(model_cfg["base"], lora["rank"], lora["alpha"])}
     return {"recipe": recipe,
             "unet_config": unet_config(model_cfg, image_shape[1], image_shape[-1]),
             "model_config": model_cfg}

@@ -89,22 +89,40 @@ def measure_cpu(config: dict, seconds: float = 20.0) -> dict:
     from dabench.resources import sizes
 
     s = sizes(config)
-    unet = build_unet(config["model"], s.channels, s.resolution, 0)
+    big = s.profile["params"] > 5e6
+    batch = (1 if s.profile["params"] > 1e8 else 4) if big else 32
+    cond, table = None, None
+    if s.trainable is None:
+        unet = build_unet(config["model"], s.channels, s.resolution, 0)
+    else:
+        # A latent model: the base's conditional UNet (random weights: the cost is the same)
+        # with the config's LoRA adapter, conditioned on a context of the base's length.
+        from diffusers import UNet2DConditionModel
+
+        from dabench.architecture import classic_attention
+        from dabench.data import Conditioning
+        from dabench.latent import add_lora, latent_unet_kwargs
+
+        kwargs, context = latent_unet_kwargs(config["latent"], config["data"]["resolution"])
+        unet = classic_attention(UNet2DConditionModel(**kwargs))
+        lora = config["latent"]["lora"]
+        add_lora(unet, lora["rank"], lora["alpha"], 0, b_std=0.01)
+        table = np.zeros((1, context, kwargs["cross_attention_dim"]), np.float32)
+        cond = torch.as_tensor(table).expand(batch, -1, -1)
     sched = build_scheduler(config["model"])
-    opt = torch.optim.AdamW(unet.parameters())
-    batch = 4 if s.p > 5e6 else 32
+    opt = torch.optim.AdamW([p for p in unet.parameters() if p.requires_grad])
     shape = (batch, s.channels, s.resolution, s.resolution)
 
     def step(grad=True):
         x, t = torch.randn(shape), torch.randint(0, 1000, (batch,))
         if grad:
-            loss = per_example_loss(unet, sched, x, t, torch.randn(shape)).mean()
+            loss = per_example_loss(unet, sched, x, t, torch.randn(shape), cond).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
         else:
             with torch.no_grad():
-                per_example_loss(unet, sched, x, t, torch.randn(shape))
+                per_example_loss(unet, sched, x, t, torch.randn(shape), cond)
 
     def per_sample(fn):
         fn()
@@ -116,15 +134,17 @@ def measure_cpu(config: dict, seconds: float = 20.0) -> dict:
 
     train = per_sample(lambda: step(True))
     forward = per_sample(lambda: step(False))
-    images = np.random.default_rng(0).uniform(-1, 1, (2 if s.p > 5e6 else 16, *shape[1:]))
+    images = np.random.default_rng(0).uniform(-1, 1, (2 if big else 16, *shape[1:]))
     out = Path(REPO_ROOT / ".cache" / "plan-features.npy")
     info = featurize(unet.eval(), sched, images.astype(np.float32),
-                     FeatureSpec("loss", n_timesteps=4, projection="sparse", k=512), 0, 0, out)
+                     FeatureSpec("loss", n_timesteps=4, projection="sparse", k=512), 0, 0, out,
+                     cond=None if table is None else Conditioning(table, np.zeros(len(images))))
     out.unlink(missing_ok=True)
     item = info["seconds"]["gradients"] / (len(images) * 4)
     return {"train_sample_s": train, "forward_sample_s": forward, "gradient_item_s": item,
             "train_flops_per_s": 3 * s.flops / train, "threads": torch.get_num_threads(),
-            "params": s.p, "forward_gflop": s.flops / 1e9}
+            "params": s.p, "base_params": s.profile["params"] if s.trainable else None,
+            "forward_gflop": s.flops / 1e9}
 
 
 def job_seconds(need, config: dict, s, measured: dict | None, on: str) -> float:
@@ -194,8 +214,10 @@ def render(df, config: dict, measured: dict | None) -> str:
         factor = GPU_FLOPS / measured["train_flops_per_s"]
         lines += [
             f"Measured on this CPU ({measured['threads']} threads), the config's UNet "
-            f"({measured['params'] / 1e6:.2f}M parameters, {measured['forward_gflop']:.3g} GFLOP "
-            f"per forward sample):",
+            + (f"({measured['params'] / 1e6:.2f}M parameters, " if not measured.get("base_params")
+               else f"(a LoRA adapter of {measured['params'] / 1e6:.2f}M trained parameters on a "
+                    f"{measured['base_params'] / 1e6:.0f}M-parameter base, ")
+            + f"{measured['forward_gflop']:.3g} GFLOP per forward sample):",
             f"  training {measured['train_sample_s'] * 1e3:.1f} ms/sample "
             f"({measured['train_flops_per_s'] / 1e9:.0f} GFLOP/s), forward "
             f"{measured['forward_sample_s'] * 1e3:.1f} ms/sample, per-example gradient "

@@ -22,7 +22,7 @@ from dabench.layout import REPO_ROOT
 from dabench.seeds import fingerprint
 
 # Bump when what is measured changes: cached profiles of an older version are recomputed.
-VERSION = 1
+VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -67,7 +67,13 @@ def _measure(unet_kwargs: dict) -> dict:
                 out = unet(x, t, **extra).sample
         with FlopCounterMode(display=False) as backward:
             out.sum().backward()
+    # in + out features of the attention projections a LoRA adapts: its parameters per rank.
+    from dabench.latent import LORA_TARGETS
+
+    lora_dims = sum(m.in_features + m.out_features for name, m in unet.named_modules()
+                    if isinstance(m, torch.nn.Linear) and name.endswith(LORA_TARGETS))
     return {"params": int(sum(p.numel() for p in unet.parameters())),
+            "lora_dims_per_rank": int(lora_dims),
             "forward_flops": int(forward.get_total_flops()),
             "backward_flops": int(backward.get_total_flops()),
             "activation_bytes": int(saved[0]),

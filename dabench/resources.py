@@ -93,14 +93,19 @@ class Sizes:
     channels: int
     resolution: int
     profile: dict
+    # A latent model: its LoRA adapter's parameters (the only ones trained and differentiated;
+    # the base's are frozen) and the pixels kept beside its latents; None / 0 for a pixel model.
+    trainable: int | None = None
+    pixel_bytes: int = 0
 
     @property
     def image_bytes(self) -> int:
-        return 4 * self.channels * self.resolution ** 2
+        return 4 * self.channels * self.resolution ** 2 + self.pixel_bytes
 
     @property
     def p(self) -> int:
-        return self.profile["params"]
+        """Parameters that train and are differentiated."""
+        return self.profile["params"] if self.trainable is None else self.trainable
 
     @property
     def flops(self) -> float:
@@ -112,6 +117,12 @@ class Sizes:
 
     @property
     def model_bytes(self) -> int:
+        """The model in memory: every parameter (a latent model: the frozen base and adapter)."""
+        return 4 * (self.profile["params"] + (self.trainable or 0))
+
+    @property
+    def saved_bytes(self) -> int:
+        """A saved model on disk (a latent model's: its adapter; the base is stored once)."""
         return 4 * self.p
 
     def split(self, name: str) -> int:
@@ -130,6 +141,15 @@ def sizes(config: dict, outliers: bool = False) -> Sizes:
                "generation": config["generation"]["n_samples"]}
     channels = CHANNELS[data["dataset"]]
     resolution = data["resolution"]
+    if config["model"]["family"] == "latent" and not outliers:
+        from dabench.latent import latent_unet_kwargs
+        from dabench.profile import unet_profile
+
+        kwargs, context = latent_unet_kwargs(config["latent"], resolution)
+        profile = unet_profile({**kwargs, "_context_length": context})
+        return Sizes(n_train, queries, kwargs["in_channels"], kwargs["sample_size"], profile,
+                     trainable=config["latent"]["lora"]["rank"] * profile["lora_dims_per_rank"],
+                     pixel_bytes=4 * channels * resolution ** 2)
     return Sizes(n_train, queries, channels, resolution,
                  config_profile(config["model"], channels, resolution))
 
@@ -143,12 +163,15 @@ def _budget(config: dict, on: str) -> int:
     return (mem.get("gpu_mb", 16384) if on == "gpu" else mem.get("cpu_mb", 2048)) * MB
 
 
-def _train(need: Need, s: Sizes, steps: int, batch: int) -> None:
+def _train(need: Need, s: Sizes, steps: int, batch: int, micro: int | None = None) -> None:
+    """``steps`` optimizer steps of ``batch`` examples, in passes of ``micro`` (the recipe's
+    micro_batch_size: what is in memory at once)."""
     need.work.append(("train", 3 * s.flops * steps * batch, 0))
     need.steps += steps
     need.params = s.p
-    # weights, gradients, two AdamW moments and the optimiser's temporaries; activations.
-    work = 6 * s.model_bytes + batch * 0.6 * s.activations
+    # weights; gradients, two AdamW moments and the optimiser's temporaries of the trained ones;
+    # activations.
+    work = s.model_bytes + 5 * 4 * s.p + min(batch, micro or batch) * 0.6 * s.activations
     need.host_bytes = max(need.host_bytes, 2 * s.n_train * s.image_bytes + s.model_bytes)
     need.work_bytes = max(need.work_bytes, work)
     need.gpu_bytes = max(need.gpu_bytes, work)
@@ -263,7 +286,7 @@ def _scores(config, s: Sizes, wc: dict, query_sets: list, self_influence: bool =
 def _retrains(config, s: Sizes, recipe: dict, n_models: int, outputs: bool) -> Need:
     need = Need(gpu=True)
     for _ in range(n_models):
-        _train(need, s, recipe["steps"], recipe["batch_size"])
+        _train(need, s, recipe["steps"], recipe["batch_size"], recipe.get("micro_batch_size"))
     if outputs:
         out = config["lds"]["output"]
         grid = len(timestep_grid(config["model"]["num_train_timesteps"], out["timesteps"]))
@@ -320,6 +343,30 @@ def _prepare(job: _Job) -> Need:
     need.work_bytes = 4 * (s.n_train + sum(s.queries.values())) * s.image_bytes \
         + _source_bytes(job.config, s)
     need.disk_bytes = 2 * (s.n_train + s.queries["validation"]) * s.image_bytes
+    if s.trainable is not None:
+        # A latent model's examples pass through the base's autoencoder (and text encoder): an
+        # encoder pass is counted as two forward passes of the UNet; the parts as big as it.
+        need.gpu = True
+        n = s.n_train + s.queries["validation"]
+        need.work.append(("forward", 2 * s.flops * n, n // 16 + 1))
+        need.host_bytes = max(need.host_bytes, s.model_bytes)
+        need.gpu_bytes = max(need.gpu_bytes, s.model_bytes + 16 * 3 * s.activations)
+    return need
+
+
+def _build_base(job: _Job) -> Need:
+    """The embedded scale's tiny base: the autoencoder's steps (counted as two UNet steps each,
+    at four times the area) and the conditional UNet's, all parameters trained."""
+    pre = job.config["latent"]["pretrain"]
+    s = job.s
+    whole = Sizes(pre["n"], s.queries, s.channels, s.resolution, s.profile,
+                  pixel_bytes=s.pixel_bytes)
+    need = Need(gpu=True)
+    steps = pre["train"]["steps"] + 8 * pre["autoencoder"]["steps"]
+    _train(need, whole, steps, max(pre["train"]["batch_size"], pre["autoencoder"]["batch_size"]))
+    need.work_bytes += _source_bytes({**job.config, "data": {**job.config["data"],
+                                                            "dataset": pre["dataset"]}}, s)
+    need.disk_bytes = 4 * whole.model_bytes
     return need
 
 
@@ -328,7 +375,7 @@ def _train_full(job: _Job) -> Need:
 
     recipe = C.training_recipe(job.config, "train")
     need = _retrains(job.config, job.s, recipe, 1, False)
-    need.disk_bytes = (len(recipe["checkpoint_steps"]) + 4) * job.s.model_bytes
+    need.disk_bytes = (len(recipe["checkpoint_steps"]) + 4) * job.s.saved_bytes
     return need
 
 
@@ -348,7 +395,7 @@ def _lds_retrains(job: _Job) -> Need:
     chunk = int(job.wc.get("chunk", 0))
     n = max(1, min(per_job, total - chunk * per_job))
     need = _retrains(config, job.s, C.training_recipe(config, "lds"), n, True)
-    need.disk_bytes = job.s.model_bytes * (n * config["lds"]["save_models"] + 1)
+    need.disk_bytes = job.s.saved_bytes * (n * config["lds"]["save_models"] + 1)
     return need
 
 
@@ -452,7 +499,7 @@ def _counterfactual(job: _Job) -> Need:
 
     need = _retrains(job.config, job.s, C.training_recipe(job.config, "train"), 1, False)
     _generation(need, job.config, job.s, 1)
-    need.disk_bytes = job.s.model_bytes * 4
+    need.disk_bytes = job.s.saved_bytes * 4
     return need
 
 
@@ -480,13 +527,14 @@ def _shapley(base: str, config: dict, s: Sizes, wc: dict) -> Need:
         need = _retrains(config, s, rec["retrain"], seeds, False)
         _generation(need, config, s, seeds * n_samples)
     need.host_bytes += 3 * n_samples * s.image_bytes + 200 * MB     # samples, property model
-    need.disk_bytes += s.model_bytes
+    need.disk_bytes += s.saved_bytes
     return need
 
 
 # Rule kinds -> the estimator of their jobs (rules not listed are local: seconds, no torch).
 ESTIMATORS = (
     (("prepare_dataset", "prepare_outlier_dataset", "prepare"), _prepare),
+    (("build_latent_base",), _build_base),
     (("train_full_model", "train_model"), _train_full),
     (("generate_samples",), _generate),
     (("train_lds_models",), _lds_retrains),
@@ -549,7 +597,7 @@ def declare(rule: str, config: dict, wildcards: dict | None = None, attempt: int
 
 
 # The rules whose models run on a GPU when there is one (embed: when the embedder is CLIP).
-GPU_RULES = {"train_full_model", "generate_samples", "train_lds_models", "featurize",
+GPU_RULES = {"build_latent_base", "train_full_model", "generate_samples", "train_lds_models", "featurize",
              "featurize_replay", "featurize_journey", "featurize_train_shard",
              "retrac_norm_analyses", "train_outlier_model", "featurize_outliers",
              "featurize_replay_outliers", "counterfactual_retrain", "shapley_reference",
@@ -559,6 +607,8 @@ GPU_RULES = {"train_full_model", "generate_samples", "train_lds_models", "featur
 def is_gpu_rule(rule: str, config: dict) -> bool:
     if rule == "embed":
         return config["embedder"]["kind"] == "clip"
+    if rule == "prepare_dataset":         # a latent model's: the base encodes the examples
+        return config["model"]["family"] == "latent"
     return rule in GPU_RULES
 
 

@@ -157,17 +157,48 @@ def journey_points(unet, scheduler_config: dict, trajectory: np.ndarray,
     return points, steps
 
 
+def generation_prompts(train: dict, n: int):
+    """A latent model's generated queries: sample i gets the training set's prompt i mod P (the P
+    prompts in turn, as D-TRAK generates each ArtBench style alike). Returns the
+    :class:`dabench.data.Conditioning` of the n samples and each one's class label."""
+    from dabench.data import conditioning
+
+    train_cond = conditioning(train)
+    n_prompts = len(train_cond.table)
+    which = np.arange(n) % n_prompts
+    label_of = {int(p): int(c) for p, c in zip(train["prompt"], train["labels"])}
+    labels = np.array([label_of.get(int(p), -1) for p in which], dtype=np.int64)
+    return train_cond.__class__(train_cond.table, which, train_cond.uncond), labels
+
+
 def write_generation_set(model_path, model_cfg: dict, generation_cfg: dict, seed: int,
-                         out_path, trajectory_path) -> dict:
+                         out_path, trajectory_path, train_path=None) -> dict:
     """Workflow stage: sample the generation set from the full model; the samples (.npz:
-    ``images``, ``seeds``, ``trajectory_timesteps``) and the trajectories (.npy) apart."""
-    from dabench.io import save_npz
+    ``images``, ``seeds``, ``trajectory_timesteps``) and the trajectories (.npy) apart.
+    A latent model (``train_path``: the training set, for its prompts): each sample is guided by
+    one of the training prompts (:func:`generation_prompts`, ``model_cfg['guidance']``); the
+    .npz adds the decoded ``pixels``, the ``prompt`` / ``labels`` of each sample and the prompt
+    table, as the training set's file has them."""
+    from dabench.io import load_npz, save_npz
     from dabench.model import build_scheduler, load_model
 
     unet, _ = load_model(model_path)
     seeds = sample_seeds(seed, generation_cfg["n_samples"])
+    cond, extra = None, {}
+    if model_cfg.get("family") == "latent":
+        train = load_npz(train_path)
+        cond, labels = generation_prompts(train, len(seeds))
+        extra = {"prompt": cond.index.numpy(), "labels": labels, "contexts": train["contexts"],
+                 "uncond": train["uncond"], "prompts": train["prompts"]}
     out = generate(unet, build_scheduler(model_cfg).config, seeds,
                    inference_steps=generation_cfg["inference_steps"], eta=generation_cfg["eta"],
-                   progress=True, trajectory_path=trajectory_path)
-    save_npz(out_path, **out)
+                   progress=True, trajectory_path=trajectory_path, cond=cond,
+                   uncond=None if cond is None else cond.uncond,
+                   guidance=model_cfg.get("guidance", 1.0))
+    if cond is not None:
+        from dabench.latent import decode_latents, load_base
+
+        vae = load_base(model_cfg["base"], ("vae",))["vae"].to(next(unet.parameters()).device)
+        extra["pixels"] = decode_latents(vae, out["images"])
+    save_npz(out_path, **out, **extra)
     return out

@@ -153,6 +153,11 @@ def train(
                                              cpu=D.current().type == "cpu")
     channels, resolution = images.shape[1], images.shape[-1]
     plan = training_plan(members, recipe, seed, model_cfg["num_train_timesteps"])
+    family_meta = {}
+    if build is None and model_cfg.get("family") == "latent":
+        build, family_meta = latent_builder(model_cfg)
+        if cond is None:
+            raise ValueError("a latent model trains on conditioned examples: pass cond")
     unet = build_unet(model_cfg, channels, resolution, init_seed) if build is None else build(init_seed)
     if init_state is not None:
         unet.load_state_dict(init_state[1])
@@ -163,13 +168,12 @@ def train(
                                   fused=fused_adamw(params, accelerator.device))
     run_id = fingerprint({"members": members.tolist(), "recipe": recipe, "seed": seed,
                           "init_seed": init_seed, "model": model_cfg, "shape": images.shape,
+                          **({"base": family_meta["base_identity"]} if family_meta else {}),
                           **({"init": init_state[0]} if init_state is not None else {}),
                           **({"masks": sorted(masks)} if masks else {}),
-                          **({"cond": hashlib.sha256(cond.detach().cpu().contiguous().numpy()
-                                                     .tobytes()).hexdigest()}
-                             if cond is not None else {})})
+                          **({"cond": _cond_fingerprint(cond)} if cond is not None else {})})
     meta = {**({"unet_config": unet_config(model_cfg, channels, resolution)} if build is None
-               else {}),
+               else {}), **{k: v for k, v in family_meta.items() if k != "base_identity"},
             **(meta or {}), "seed": seed, "init_seed": init_seed, "recipe": recipe,
             "model_config": model_cfg, "run_id": run_id, "n_members": len(members)}
     start = _resume(resume_path, run_id, unet, optimizer, params)
@@ -197,6 +201,32 @@ def train(
     accelerator.wait_for_everyone()
     unet = accelerator.unwrap_model(unet).eval()
     return TrainResult(unet, plan, loop.losses, time.perf_counter() - tic, start, checkpoints)
+
+
+_BASES: dict = {}
+
+
+def latent_builder(model_cfg: dict):
+    """``(build, meta)`` of a latent model section (:func:`dabench.config.model_section`):
+    ``build(init_seed)`` = the base's frozen UNet with a fresh LoRA adapter, the base loaded once
+    per process; ``meta``: what the checkpoints' sidecars record to load again, and the base's
+    identity (its weights' sizes and times: a rebuilt base is another run)."""
+    from dabench.latent import adapter_builder, adapter_metadata, base_identity, load_unet
+
+    folder, lora = str(model_cfg["base"]), model_cfg["lora"]
+    identity = base_identity(folder)
+    if _BASES.get(folder, (None,))[0] != identity:
+        _BASES[folder] = (identity, load_unet(folder))
+    build = adapter_builder(_BASES[folder][1], lora["rank"], lora["alpha"], lora.get("b_std", 0.0))
+    return build, {**adapter_metadata(folder, lora["rank"], lora["alpha"]),
+                   "base_identity": identity}
+
+
+def _cond_fingerprint(cond) -> str:
+    if hasattr(cond, "fingerprint"):          # a dabench.data.Conditioning
+        return cond.fingerprint()
+    return hashlib.sha256(torch.as_tensor(cond).detach().cpu().contiguous().numpy()
+                          .tobytes()).hexdigest()
 
 
 def _resume(resume_path, run_id: str, unet, optimizer, params) -> int:
@@ -245,11 +275,19 @@ class _Loop:
         noise = example_noise(plan["noise_seeds"][step][rank::world], self.shape).to(device)
         for group in self.optimizer.param_groups:
             group["lr"] = float(plan["lr"][step])
-        with acc.autocast():
-            c = None if self.cond is None else self.cond[idx].to(device)
-            loss = per_example_loss(self.unet, self.scheduler, x0, t, noise, c).mean()
         self.optimizer.zero_grad(set_to_none=True)
-        acc.backward(loss)
+        # Micro-batches (recipe micro_batch_size): their gradients accumulate to the batch mean's.
+        micro = self.recipe.get("micro_batch_size") or len(idx)
+        losses = []
+        for a in range(0, len(idx), micro):
+            sl = slice(a, a + micro)
+            with acc.autocast():
+                c = None if self.cond is None else self.cond[idx[sl]].to(device)
+                part = per_example_loss(self.unet, self.scheduler, x0[sl], t[sl], noise[sl], c)
+                loss = part.mean() if micro >= len(idx) else part.sum() / len(idx)
+            acc.backward(loss)
+            losses.append(loss.detach())
+        loss = torch.stack(losses).sum()
         if self.recipe["grad_clip"] > 0:
             acc.clip_grad_norm_([p for p in self.unet.parameters() if p.requires_grad],
                                 self.recipe["grad_clip"])
@@ -297,12 +335,16 @@ def train_full_model(train_path, model_cfg: dict, recipe: dict, seed: int, model
     of ``recipe['checkpoint_steps']`` and the training log."""
     from dabench.io import load_npz
 
-    images = load_npz(train_path)["train_images"]
+    from dabench.data import conditioning
+
+    data = load_npz(train_path)
+    images = data["train_images"]
     members = np.arange(len(images))
     Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
     result = train(images, members, model_cfg, recipe, seed=derive_seed(seed, "full-train"),
                    init_seed=derive_seed(seed, "full-init"), checkpoint_dir=checkpoint_dir,
                    resume_path=resume_path, meta={"role": "full", "members": "all"},
+                   cond=conditioning(data),
                    progress="full model")
     save_training_log(log_path, result.plan, result.losses, members)
     save_model(model_path, result.unet,
@@ -315,20 +357,65 @@ def train_full_model(train_path, model_cfg: dict, recipe: dict, seed: int, model
     return result
 
 
+def write_latent_base(folder, latent_cfg: dict, data_cfg: dict, model_cfg: dict, recipe: dict,
+                      seed: int) -> Path:
+    """Workflow stage (embedded scale): build the tiny base of ``latent_cfg['pretrain']`` —
+    pre-trained on its own dataset, its tokenizer's vocabulary written from the pre-training
+    prompts and the fine-tuning set's (``latent.prompt`` over ``data``'s classes) — into
+    ``folder``, atomically (a half-built base is never left under the final name)."""
+    import shutil
+
+    from dabench import data as D
+
+    pre = latent_cfg["pretrain"]
+    source, _ = D.load_source({"label": "fine", **data_cfg, "dataset": pre["dataset"],
+                               "path": pre.get("path")})
+    target, _ = D.load_source(data_cfg)
+    if len(source.labels) < pre["n"]:
+        raise D.DataError(f"latent.pretrain.n = {pre['n']} but {pre['dataset']} has "
+                          f"{len(source.labels)} images")
+    rng = np.random.default_rng(derive_seed(seed, "base-data"))
+    idx = np.sort(rng.permutation(len(source.labels))[:pre["n"]])
+    images = D.to_model_input(source.images[idx], data_cfg["resolution"],
+                              channels=target.images.shape[1])
+    names = D.class_names({**data_cfg, "dataset": pre["dataset"], "path": pre.get("path")})
+    prompts = D.example_prompts(source.labels[idx], pre["prompt"], names,
+                                "latent.pretrain.dataset")
+    wanted = data_cfg.get("classes") or sorted(set(target.labels.tolist()))
+    tuning = D.example_prompts(np.asarray(wanted), latent_cfg["prompt"],
+                               D.class_names(data_cfg, latent_cfg.get("label_names")),
+                               "latent.label_names")
+    cfg = {"text_encoder": pre["text_encoder"], "autoencoder": pre["autoencoder"],
+           "unet": pre["unet"], "unet_train": {**recipe, "drop_prompt": pre["drop_prompt"]},
+           "model": model_cfg}
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    build_latent_base(tmp, images, prompts, cfg, seed, progress=True, extra_prompts=tuning)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    print(f"[dabench] latent base: {pre['n']} {pre['dataset']} images, "
+          f"{len(set(prompts))} pre-training prompts + {len(tuning)} fine-tuning prompts -> "
+          f"{folder}", flush=True)
+    return folder
+
+
 def build_latent_base(folder, images: np.ndarray, prompts: list[str], cfg: dict, seed: int,
-               progress: bool = False) -> Path:
+                      progress: bool = False, extra_prompts: list[str] = ()) -> Path:
     """Build and save a tiny base (embedded scale) in the layout of :func:`save_base`.
 
     ``images`` (N, C, H, W) in [-1, 1] with ``prompts`` (N,), each image's prompt. Steps, all
     seeded from ``seed``: a CLIP tokenizer written for the distinct prompts and the empty one
     (classifier-free guidance), a text encoder (random and frozen — the UNet learns to read
     it, as Stable Diffusion's UNet learned to read a frozen CLIP), an autoencoder trained on the
-    images (:func:`dabench.latent.train_autoencoder`), then the conditional UNet trained whole on their latents
+    images (:func:`dabench.latent.train_autoencoder`), then the conditional UNet trained whole on
+    their latents
     with the training loop of the pixel model, each example with its prompt's context —
     a fraction ``cfg['unet_train']['drop_prompt']`` of the examples with the empty prompt's
     instead, so that the base can guide. ``cfg``: ``text_encoder``, ``autoencoder`` (with
     ``steps``, ``batch_size``, ``lr``, ``kl_weight``), ``unet``, ``unet_train`` (a training
-    recipe), ``model`` (the diffusion schedule)."""
+    recipe), ``model`` (the diffusion schedule). ``extra_prompts``: further prompts the tokenizer
+    must know as whole words (the fine-tuning set's)."""
     import tempfile
 
     from dabench.latent import (build_autoencoder, build_conditional_unet, build_text_encoder,
@@ -337,8 +424,9 @@ def build_latent_base(folder, images: np.ndarray, prompts: list[str], cfg: dict,
 
     folder = Path(folder)
     distinct = sorted(set(prompts))
+    vocabulary = sorted(set(distinct) | set(extra_prompts)) + [""]
     with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = load_tokenizer(write_tokenizer(Path(tmp) / "tokenizer", distinct + [""],
+        tokenizer = load_tokenizer(write_tokenizer(Path(tmp) / "tokenizer", vocabulary,
                                                    cfg["text_encoder"]["max_length"]))
     text_encoder = build_text_encoder(cfg["text_encoder"], tokenizer,
                                       derive_seed(seed, "base-text-encoder"))

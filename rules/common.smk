@@ -33,8 +33,19 @@ try:
 except dabench_config.ConfigError as err:
     raise WorkflowError(str(err)) from None
 
+# Another complete config run in this workflow (config key companion; rules companion_*).
+try:
+    COMPANION = dabench_config.companion_config(config)
+except dabench_config.ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
 RUN = f"results/{config['name']}"
 LOGS = f"logs/{config['name']}"
+# The model section every training / sampling job reads (a latent model's: with its base folder).
+MODEL = dabench_config.model_section(config, RUN)
+BASE = dabench_config.base_folder(config, RUN)
+# ... when the workflow builds it (embedded scale; a named latent.base is checked at start-up).
+BUILT_BASE = BASE if BASE and not config["latent"]["base"] else None
 QUERY_SETS = config["lds"]["query_sets"]
 # Software of every rule, for cluster users running with --sdm conda (paths relative to rules/).
 CONDA_ENV = "../envs/dabench.yaml"

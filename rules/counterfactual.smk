@@ -21,7 +21,7 @@ rule counterfactual_retrain:
     resources:
         **resources_of("counterfactual_retrain"),
     params:
-        model=config["model"],
+        model=MODEL,
         recipe=dabench_config.training_recipe(config),
         generation=config["generation"],
         fraction=config["counterfactual"]["fraction"],

@@ -1,4 +1,8 @@
+# A latent model's examples are encoded by its base (built here at the embedded scale, named by
+# latent.base at the paper scale).
 rule prepare_dataset:
+    input:
+        base=[BUILT_BASE] if BUILT_BASE else [],
     output:
         train=run_path(layout.TRAIN_DATA),
         validation=run_path(layout.VALIDATION_DATA),
@@ -14,6 +18,31 @@ rule prepare_dataset:
         **resources_of("prepare_dataset"),
     params:
         data=config["data"],
+        latent={**config["latent"], "base": BASE} if BASE else None,
         seed=config["seed"],
     script:
         "../scripts/prepare_dataset.py"
+
+
+# The embedded scale's tiny latent base (latent.base null): pre-trained on another dataset.
+rule build_latent_base:
+    output:
+        base=directory(run_path(layout.BASE)),
+    log:
+        log_path("build_latent_base"),
+    benchmark:
+        bench_path("build_latent_base")
+    priority: 40
+    conda:
+        CONDA_GPU_ENV
+    threads: 2
+    resources:
+        **resources_of("build_latent_base"),
+    params:
+        latent=config["latent"],
+        data=config["data"],
+        model=config["model"],
+        recipe=dabench_config.pretrain_recipe(config) if BASE else None,
+        seed=config["seed"],
+    script:
+        "../scripts/build_latent_base.py"

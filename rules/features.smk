@@ -30,7 +30,7 @@ rule featurize:
     resources:
         **resources_of("featurize"),
     params:
-        model=config["model"],
+        model=MODEL,
         splits=FEATURIZE_SPLITS,
         seed=config["seed"],
     script:
@@ -54,7 +54,7 @@ use rule featurize as featurize_replay with:
     resources:
         **resources_of("featurize_replay"),
     params:
-        model=config["model"],
+        model=MODEL,
         splits=["train"],
         seed=config["seed"],
 
@@ -75,7 +75,7 @@ use rule featurize as featurize_journey with:
     resources:
         **resources_of("featurize_journey"),
     params:
-        model=config["model"],
+        model=MODEL,
         splits=["generation"],
         seed=config["seed"],
 
@@ -104,7 +104,7 @@ if TRAIN_SHARDS > 1:
         resources:
             **resources_of("featurize_train_shard"),
         params:
-            model=config["model"],
+            model=MODEL,
             n_shards=TRAIN_SHARDS,
             seed=config["seed"],
             run=RUN,

@@ -65,7 +65,7 @@ rule train_lds_models:
     resources:
         **resources_of("train_lds_models"),
     params:
-        model=config["model"],
+        model=MODEL,
         recipe=dabench_config.training_recipe(config, "lds"),
         output=config["lds"]["output"],
         n_seeds=lambda wc: config["lds"][wc.family]["n_seeds"],

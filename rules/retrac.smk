@@ -35,7 +35,7 @@ rule retrac_norm_analyses:
     params:
         checkpoints=retrac_checkpoints(RUN),
         methods=lambda wc: {m: config["methods"][m] for m in RETRAC},
-        model=config["model"],
+        model=MODEL,
         # Only the keys this job uses: the outlier and targeted settings do not rerun it.
         retrac={
             k: v
@@ -125,7 +125,7 @@ use rule train_full_model as train_outlier_model with:
     resources:
         **resources_of("train_outlier_model"),
     params:
-        model=config["model"],
+        model=MODEL,
         recipe=dabench_config.training_recipe(config, "train"),
         seed=config["seed"],
         resume=out_path("partial/full_model/resume.safetensors"),
@@ -155,7 +155,7 @@ use rule featurize as featurize_outliers with:
     resources:
         **resources_of("featurize_outliers"),
     params:
-        model=config["model"],
+        model=MODEL,
         splits=["train", "validation"],
         seed=config["seed"],
 
@@ -176,7 +176,7 @@ use rule featurize_replay as featurize_replay_outliers with:
     resources:
         **resources_of("featurize_replay_outliers"),
     params:
-        model=config["model"],
+        model=MODEL,
         splits=["train"],
         seed=config["seed"],
 

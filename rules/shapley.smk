@@ -38,7 +38,7 @@ rule shapley_reference:
     resources:
         **resources_of("shapley_reference"),
     params:
-        model=config["model"],
+        model=MODEL,
         generation=config["generation"],
         cfg=shapley_cfg("n_samples", "n_clusters", "percentile"),
         seed=config["seed"],
@@ -63,7 +63,7 @@ rule shapley_prune:
     resources:
         **resources_of("shapley_prune"),
     params:
-        model=config["model"],
+        model=MODEL,
         recipe=shapley_recipes["recovery"],
         ratio=config["shapley"]["prune"]["ratio"],
         seed=config["seed"],
@@ -92,7 +92,7 @@ rule shapley_submodels:
     resources:
         **resources_of("shapley_submodels"),
     params:
-        model=config["model"],
+        model=MODEL,
         generation=config["generation"],
         cfg=lambda wc: shapley_cfg(
             "n_samples", "percentile", submodels={wc.way: config["shapley"]["submodels"][wc.way]}
@@ -157,7 +157,7 @@ rule shapley_counterfactual:
     resources:
         **resources_of("shapley_counterfactual"),
     params:
-        model=config["model"],
+        model=MODEL,
         generation=config["generation"],
         cfg=shapley_cfg("n_samples", "percentile", "property", "counterfactual"),
         seed=config["seed"],

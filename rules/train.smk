@@ -17,7 +17,7 @@ rule train_full_model:
     resources:
         **resources_of("train_full_model"),
     params:
-        model=config["model"],
+        model=MODEL,
         recipe=dabench_config.training_recipe(config, "train"),
         seed=config["seed"],
         resume=run_path("partial/full_model/resume.safetensors"),
@@ -28,6 +28,7 @@ rule train_full_model:
 rule generate_samples:
     input:
         model=run_path(layout.FULL_MODEL),
+        train=run_path(layout.TRAIN_DATA),  # a latent model's prompts
     output:
         samples=run_path(layout.GENERATION),
         trajectory=run_path(layout.TRAJECTORY),
@@ -42,7 +43,7 @@ rule generate_samples:
     resources:
         **resources_of("generate_samples"),
     params:
-        model=config["model"],
+        model=MODEL,
         generation=config["generation"],
         seed=config["seed"],
     script:

@@ -5,4 +5,4 @@ from dabench.sampling import write_generation_set
 with job(snakemake) as smk:
     write_generation_set(smk.input.model, smk.params.model, smk.params.generation,
                          smk.params.seed, smk.output.samples,
-                         smk.output.trajectory)
+                         smk.output.trajectory, train_path=smk.input.train)

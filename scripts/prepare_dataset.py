@@ -5,4 +5,4 @@ from dabench.runtime import job
 with job(snakemake) as smk:
     out = smk.output
     write_dataset(smk.params.data, smk.params.seed, out.train, out.validation, out.info,
-                  out.train_index, out.validation_index)
+                  out.train_index, out.validation_index, latent=smk.params.latent)

@@ -30,7 +30,9 @@ def test_defaults_are_filled_and_match_the_embedded_default(repo):
 
 @pytest.mark.parametrize("path", ["config.yaml", "configs/ci.yaml", "configs/paper/cifar2.yaml",
                                   "configs/paper/cifar10.yaml", "configs/paper/celeba.yaml",
-                                  "configs/paper/cifar20.yaml", "configs/paper/outliers.yaml"])
+                                  "configs/paper/cifar20.yaml", "configs/paper/outliers.yaml",
+                                  "configs/ci-latent.yaml", "configs/default-latent.yaml",
+                                  "configs/paper/artbench2.yaml", "configs/paper/artbench5.yaml"])
 def test_shipped_configs_validate(repo, path):
     config.load(repo / path)
 

@@ -185,7 +185,7 @@ def test_base_folder_round_trips_and_adapter_checkpoints_load(parts, tmp_path):
     path = tmp_path / "ckpt" / "step_000004.safetensors"
     assert res.checkpoints == [str(path)]
     unet, meta = load_model(path, device="cpu")
-    assert meta["family"] == "latent" and meta["lora"] == {"rank": 2, "alpha": 2}
+    assert meta["model_family"] == "latent" and meta["lora"] == {"rank": 2, "alpha": 2}
     trained = L.lora_state(res.unet)
     assert all(torch.equal(dict(G.trainable(unet))[k], v) for k, v in trained.items())
     # A missing part is named.
@@ -298,3 +298,183 @@ def test_build_base_trains_a_guidable_base_that_loads_like_a_real_one(tmp_path):
                    guidance=3.0)
     images = L.decode_latents(base["vae"], out["images"])
     assert images.shape == (2, 1, 8, 8) and np.isfinite(images).all()
+
+
+# ------------------------------------------------------------------------------------------------
+# The workflow's latent stages: conditioning, data preparation, resources, recipe, config
+
+
+def test_conditioning_gathers_each_batch_from_the_prompt_table():
+    from dabench.data import Conditioning, DataError, conditioning
+
+    table = np.arange(3 * 2 * 4, dtype=np.float32).reshape(3, 2, 4)
+    index = np.array([2, 0, 1, 2, 2])
+    cond = Conditioning(table, index, uncond=np.zeros((2, 4)))
+    assert len(cond) == 5
+    assert torch.equal(cond[np.array([3, 1])], torch.as_tensor(table[[2, 0]]))
+    assert torch.equal(cond[1:3], torch.as_tensor(table[[0, 1]]))
+    sub = cond.take([4, 0])
+    assert sub.index.tolist() == [2, 2] and torch.equal(sub.uncond, cond.uncond)
+    assert cond.fingerprint() != Conditioning(table, index[::-1]).fingerprint()
+    assert cond.fingerprint() == Conditioning(table.copy(), index.copy()).fingerprint()
+    with pytest.raises(DataError, match=r"outside \[0, 3\)"):
+        Conditioning(table, [0, 3])
+    assert conditioning({"images": np.zeros(2)}) is None
+    stored = conditioning({"contexts": table, "prompt": index, "uncond": table[0]})
+    assert torch.equal(stored[np.array([0])], torch.as_tensor(table[[2]]))
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    """A tiny base the workflow's own stage builds (latent.pretrain at a few steps)."""
+    from dabench import config as C
+
+    cfg = C.load(C.REPO_ROOT / "configs" / "ci-latent.yaml")
+    cfg["latent"]["pretrain"].update(n=120)
+    cfg["latent"]["pretrain"]["autoencoder"]["steps"] = 20
+    recipe = {**C.pretrain_recipe(cfg), "steps": 20}
+    folder = tmp_path_factory.mktemp("latent") / "base"
+    T.write_latent_base(folder, cfg["latent"], cfg["data"], cfg["model"], recipe, seed=0)
+    return cfg, folder
+
+
+def test_latent_dataset_holds_latents_pixels_and_each_examples_prompt(tiny_base, tmp_path):
+    from dabench.data import conditioning, write_dataset
+    from dabench.io import load_json, load_npz
+
+    cfg, folder = tiny_base
+    data = {**cfg["data"], "n_train": 12, "n_validation": 4}
+    paths = [tmp_path / n for n in ("train.npz", "val.npz", "info.json", "t.txt", "v.txt")]
+    write_dataset(data, 0, *paths, latent={**cfg["latent"], "base": str(folder)})
+    train, val = load_npz(paths[0]), load_npz(paths[1])
+    base = L.load_base(folder)
+    # Latents are the base autoencoder's scaled posterior means of the pixels kept beside them.
+    assert train["pixels"].shape == (12, 1, 8, 8) and train["train_images"].shape == (12, 4, 4, 4)
+    assert np.allclose(train["train_images"], L.encode_images(base["vae"], train["pixels"]),
+                       atol=1e-6)
+    # Each example's context is its class prompt's, encoded once per prompt; every prompt word
+    # is one token of the base's tokenizer (written from the fine-tuning prompts too).
+    assert train["prompts"].tolist() == ["a scanned eight", "a scanned three"]
+    assert load_json(paths[2])["prompts"] == ["a scanned eight", "a scanned three"]
+    tok = base["tokenizer"]
+    assert len(tok("a scanned three", add_special_tokens=False).input_ids) == 3
+    names = {3: "a scanned three", 8: "a scanned eight"}
+    want = L.encode_prompts(base["text_encoder"], tok, [names[int(c)] for c in val["labels"]])
+    assert torch.allclose(conditioning(val)[np.arange(4)], want, atol=1e-6)
+    assert torch.allclose(conditioning(train).uncond,
+                          L.encode_prompts(base["text_encoder"], tok, [""])[0], atol=1e-6)
+
+
+def test_a_latent_models_checkpoints_hold_only_the_adapter_and_load_on_their_base(tiny_base,
+                                                                                   tmp_path):
+    from dabench.config import model_section
+    from dabench.data import conditioning, write_dataset
+    from dabench.io import load_npz, load_tensors
+    from dabench.model import load_model
+
+    cfg, folder = tiny_base
+    data = {**cfg["data"], "n_train": 12, "n_validation": 4}
+    paths = [tmp_path / n for n in ("train.npz", "val.npz", "info.json", "t.txt", "v.txt")]
+    write_dataset(data, 0, *paths, latent={**cfg["latent"], "base": str(folder)})
+    model_cfg = {**model_section(cfg, tmp_path), "base": str(folder)}
+    from dabench import config as C
+
+    recipe = {**C.training_recipe(cfg), "steps": 6, "batch_size": 4, "checkpoint_steps": [3, 6]}
+    train = load_npz(paths[0])
+    T.train_full_model(paths[0], model_cfg, recipe, 0, tmp_path / "model.safetensors",
+                       tmp_path / "log.npz", tmp_path / "ckpt", tmp_path / "resume.safetensors")
+    tensors, meta = load_tensors(tmp_path / "model.safetensors")
+    n_lora = cfg["latent"]["lora"]["rank"] * _lora_dims(folder)
+    assert meta["model_family"] == "latent" and meta["base"] == str(folder)
+    assert all("lora_" in k for k in tensors) and sum(v.numel() for v in tensors.values()) == n_lora
+    unet, _ = load_model(tmp_path / "model.safetensors")
+    ckpt, _ = load_model(tmp_path / "ckpt" / "step_000003.safetensors")
+    x, cond = train["train_images"][:4], conditioning(train)
+    sch = build_scheduler(model_cfg)
+    t, noise = torch.tensor([10, 200, 500, 900]), torch.randn(4, 4, 4, 4)
+    with torch.no_grad():
+        a = per_example_loss(unet, sch, torch.as_tensor(x), t, noise, cond[np.arange(4)])
+        b = per_example_loss(ckpt, sch, torch.as_tensor(x), t, noise, cond[np.arange(4)])
+    assert not torch.allclose(a, b)                  # the adapter moved between steps 3 and 6
+    base = L.load_unet(folder)
+    assert all(torch.equal(p, base.state_dict()[k.replace(".base_layer", "")])
+               for k, p in unet.state_dict().items() if "lora_" not in k)
+
+
+def _lora_dims(folder):
+    """in + out features of the base's adapted projections, counted on the built model."""
+    unet = L.load_unet(folder)
+    return sum(m.in_features + m.out_features for n, m in unet.named_modules()
+               if isinstance(m, torch.nn.Linear) and n.endswith(L.LORA_TARGETS))
+
+
+def test_resource_planning_counts_the_adapter_by_brute_force():
+    from dabench.profile import unet_profile
+
+    kwargs = L.conditional_unet_kwargs(UNET, 4, 4, TEXT["hidden_size"])
+    profile = unet_profile({**kwargs, "_context_length": 8})
+    unet = L.build_conditional_unet(UNET, 4, 4, TEXT["hidden_size"], seed=0)
+    assert profile["params"] == sum(p.numel() for p in unet.parameters())
+    L.add_lora(unet, 3, 3, seed=0)
+    lora = sum(p.numel() for p in unet.parameters() if p.requires_grad)
+    assert lora == 3 * profile["lora_dims_per_rank"] > 0
+
+
+def test_latent_sizes_and_resources_follow_the_base_and_the_adapter():
+    from dabench import config as C
+    from dabench import resources as R
+
+    cfg = C.load(C.REPO_ROOT / "configs" / "ci-latent.yaml")
+    s = R.sizes(cfg)
+    assert (s.channels, s.resolution) == (4, 4)                  # the latent shape
+    assert s.p == cfg["latent"]["lora"]["rank"] * s.profile["lora_dims_per_rank"]
+    assert s.model_bytes == 4 * (s.profile["params"] + s.p) and s.saved_bytes == 4 * s.p
+    assert R.is_gpu_rule("prepare_dataset", cfg) and R.is_gpu_rule("build_latent_base", cfg)
+    # A paper base not on disk yet is planned as Stable Diffusion 1.x (miniSD at 256x256).
+    paper = C.load(C.REPO_ROOT / "configs" / "paper" / "artbench2.yaml")
+    sp = R.sizes(paper)
+    assert (sp.channels, sp.resolution) == (4, 32) and 8e8 < sp.profile["params"] < 9e8
+    assert 2.4e7 < sp.p < 2.7e7                                  # D-TRAK: 25.5M at rank 128
+    # Micro-batches bound what training holds: 8 examples' activations, not the batch's 64.
+    need = R.estimate("train_full_model", paper)
+    assert need.gpu_bytes < 8 * 0.6 * sp.activations + 2 * sp.model_bytes
+
+
+def test_micro_batches_accumulate_to_the_same_step():
+    from dabench import config as C
+
+    cfg = C.load(C.REPO_ROOT / "configs" / "ci.yaml")
+    x = np.random.default_rng(0).uniform(-1, 1, (12, 1, 8, 8)).astype(np.float32)
+    # One step at learning rate 0: the parameters keep the step's gradient for comparison (Adam
+    # would turn rounding noise in near-zero gradients into full steps).
+    recipe = {**C.training_recipe(cfg), "steps": 1, "batch_size": 6, "lr": 0.0,
+              "warmup_steps": 0, "grad_clip": 0.0, "checkpoint_steps": []}
+    whole = T.train(x, np.arange(12), cfg["model"], recipe, seed=0, init_seed=0)
+    micro = T.train(x, np.arange(12), cfg["model"], {**recipe, "micro_batch_size": 4}, seed=0,
+                    init_seed=0)
+    grads = [(p.grad, q.grad) for p, q in zip(whole.unet.parameters(), micro.unet.parameters())]
+    assert all(g is not None and g.abs().sum() > 0 for g, _ in grads)
+    for g, h in grads:
+        assert torch.allclose(g, h, rtol=1e-4, atol=1e-7)
+    assert np.allclose(whole.losses, micro.losses, rtol=1e-6)
+
+
+def test_companion_and_latent_config_errors_name_the_key(tmp_path):
+    from dabench import config as C
+
+    cfg = C.load(C.REPO_ROOT / "configs" / "ci.yaml")
+    assert C.companion_config(cfg)["name"] == "ci-latent"
+    with pytest.raises(C.ConfigError, match="companion: 'nope.yaml' is not a config file"):
+        C.companion_config({**cfg, "companion": "nope.yaml"})
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("name: other\ncompanion: configs/ci-latent.yaml\n")
+    with pytest.raises(C.ConfigError, match="companions do not nest"):
+        C.companion_config({**cfg, "companion": str(nested)})
+    same = tmp_path / "same.yaml"
+    same.write_text("name: ci\n")
+    with pytest.raises(C.ConfigError, match="has this run's name 'ci'"):
+        C.companion_config({**cfg, "companion": str(same)})
+    raw = {"name": "x", "model": {"family": "latent"}, "shapley": {"enabled": True},
+           "retrac": {"enabled": False}}
+    with pytest.raises(C.ConfigError, match="shapley.enabled: the shapley branch runs on pixel"):
+        C.validate(raw, check_methods=False)

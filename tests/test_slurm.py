@@ -24,7 +24,7 @@ GPU_RULES = {"train_full_model", "generate_samples", "train_lds_models", "featur
              "featurize_replay", "retrac_norm_analyses", "train_outlier_model",
              "featurize_outliers", "featurize_replay_outliers", "featurize_journey",
              "counterfactual_retrain", "shapley_reference", "shapley_prune",
-             "shapley_submodels", "shapley_counterfactual"}
+             "shapley_submodels", "shapley_counterfactual", "build_latent_base"}
 
 
 def _cluster_available() -> str | None:
@@ -73,7 +73,8 @@ def _crash_first(rule: str, stop: threading.Event, crashed: list) -> None:
             job, comment = line.split("|", 1)
             if comment.startswith(f"rule_{rule}"):
                 time.sleep(3)
-                subprocess.run(["pkill", "-9", "-f", f"target-jobs.*{rule}"])
+                # The rule's own jobs only (not companion_<rule>'s).
+                subprocess.run(["pkill", "-9", "-f", f"target-jobs[^a-z_]*{rule}:"])
                 crashed.append(job)
                 return
         time.sleep(0.5)
@@ -124,9 +125,18 @@ def test_ci_workflow_through_slurm(cluster, ci_run, tmp_path):
             "retrac_norm_analyses", "train_outlier_model", "compute_outlier_scores"} <= set(ours["rule"])
     assert not {"make_lds_table", "plot_lds", "evaluate_lds", "collect_lds_outputs",
                 "retrac_targeted", "retrac_outlier_tables", "plot_retrac"} & set(ours["rule"])
-    # GPU rules asked SLURM for a GPU; the others did not.
+    # The companion (the latent experiment, rules companion_*) went to SLURM the same way.
+    assert {"companion_build_latent_base", "companion_train_lds_models",
+            "companion_featurize"} <= set(ours["rule"])
+    assert not {"companion_evaluate_lds", "companion_make_lds_table"} & set(ours["rule"])
+    # GPU rules asked SLURM for a GPU; the others did not (the latent companion's data
+    # preparation encodes with its base's autoencoder: a GPU rule there).
+    latent_gpu = {"prepare_dataset"}
     for _, job in ours.iterrows():
-        assert ("gres/gpu=1" in job["tres"]) == (job["rule"] in GPU_RULES), job.to_dict()
+        rule = job["rule"]
+        plain = rule.removeprefix("companion_")
+        gpu = plain in GPU_RULES or (rule != plain and plain in latent_gpu)
+        assert ("gres/gpu=1" in job["tres"]) == gpu, job.to_dict()
     # The crashed retrain job was reported and resubmitted (--retries), then completed.
     assert crashed, "no train_lds_models job was seen running"
     states = ours[ours["rule"] == "train_lds_models"]["state"]

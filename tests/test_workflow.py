@@ -291,7 +291,9 @@ def test_a_completed_run_plans_nothing(ci_run):
                                                      ("configs/paper/cifar10.yaml", 384),
                                                      ("configs/paper/celeba.yaml", 384),
                                                      ("configs/paper/cifar20.yaml", 192),
-                                                     ("configs/paper/outliers.yaml", 24)])
+                                                     ("configs/paper/outliers.yaml", 24),
+                                                     ("configs/paper/artbench2.yaml", 448),
+                                                     ("configs/paper/artbench5.yaml", 384)])
 def test_paper_configs_plan_without_data(tmp_path, configfile, retrain_jobs):
     proc = snakemake(tmp_path, "--dry-run", configfile=configfile)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -311,8 +313,11 @@ def test_paper_configs_plan_without_data(tmp_path, configfile, retrain_jobs):
     assert table.loc["train_lds_models", "jobs"] == retrain_jobs
     assert table.loc["train_lds_models", "gpu"] and table.loc["TOTAL", "gpu_hours"] > 10
     # Batches of gradients and forward passes fill memory.gpu_mb (16 GB) plus the model; training
-    # holds the recipe's batch (CelebA 64x64 at batch 128: ~26 GB).
-    assert 0 < table.loc["featurize", "gpu_mem_gb"] <= 16.5
+    # holds the recipe's batch (CelebA 64x64 at batch 128: ~26 GB; Stable Diffusion's micro-batch
+    # of 8 at 256x256 beside its 3.4 GB of weights).
+    model_gb = R.sizes(C.load(REPO / configfile)).model_bytes / 2**30
+    assert 0 < table.loc["featurize", "gpu_mem_gb"] <= 16.5 + model_gb
+    assert table.loc["train_full_model", "gpu_mem_gb"] <= 80
     assert table.loc["TOTAL", "gpu_mem_gb"] >= table.loc["train_full_model", "gpu_mem_gb"] > 0
     for job in jobs:
         if "mem_mb" in job.resources:
@@ -526,3 +531,57 @@ def test_corrupt_checkpoint_is_refused_and_nothing_else_is_lost(ci_run):
     assert "model.safetensors is corrupt or truncated" in proc.stderr + proc.stdout
     for p, stamp in stamps.items():
         assert p.stat().st_mtime_ns == stamp
+
+
+def test_the_latent_companion_runs_every_stage_in_latent_space(ci_run):
+    """The ci config's companion (configs/ci-latent.yaml), run in the same DAG: a tiny base built
+    here, a LoRA adapter fine-tuned on two prompted classes, the LDS benchmark with its ceiling,
+    features of the adapter only, guided generated queries, the latent counterfactual."""
+    import torch
+
+    from dabench import config as C
+    from dabench import io
+    from dabench.latent import LORA_TARGETS, load_base
+
+    run = ci_run.parent / "ci-latent"
+    cfg = C.load(REPO / "configs/ci-latent.yaml")
+    base = load_base(run / "base")
+    # The data: latents of the base's autoencoder, pixels beside them, one prompt per class.
+    train = io.load_npz(run / "data/train.npz")
+    assert train["train_images"].shape[1:] == (4, 4, 4) and train["pixels"].shape[1:] == (1, 8, 8)
+    assert sorted(train["prompts"].tolist()) == ["a scanned eight", "a scanned three"]
+    # The models are adapters on that base: their files hold the LoRA tensors only.
+    tensors, meta = io.load_tensors(run / "models/full/model.safetensors")
+    assert meta["model_family"] == "latent" and meta["base"].endswith("ci-latent/base")
+    assert tensors and all("lora_" in k for k in tensors)
+    lora_dims = sum(m.in_features + m.out_features for n, m in base["unet"].named_modules()
+                    if isinstance(m, torch.nn.Linear) and n.endswith(LORA_TARGETS))
+    p = cfg["latent"]["lora"]["rank"] * lora_dims
+    assert sum(v.numel() for v in tensors.values()) == p
+    for retrain in sorted((run / "models/lds/test").glob("chunk*/*.safetensors"))[:2]:
+        assert io.load_tensors(retrain)[1]["model_family"] == "latent"
+    # Features are gradients of the adapter's p parameters (exact for the checkpoint method).
+    side = json.loads((run / "features/full/loss_K3u_e1_sparse128/train.json").read_text())
+    assert side["p"] == p
+    replay = np.load(run / "features/step000040/loss_replay_e1_none/train.npy")
+    assert replay.shape == (len(train["labels"]), p)
+    # Generated queries: guided by the training prompts in turn, decoded to pixels.
+    gen = io.load_npz(run / "generation/samples.npz")
+    assert gen["images"].shape[1:] == (4, 4, 4) and gen["pixels"].shape[1:] == (1, 8, 8)
+    assert gen["prompt"].tolist() == [i % 2 for i in range(cfg["generation"]["n_samples"])]
+    # The LDS table: every method on the query sets it covers, with intervals, and the ceiling.
+    df = pd.read_csv(run / "tables/lds.csv")
+    for qs in cfg["lds"]["query_sets"]:
+        rows = df[df.query_set == qs]
+        assert "ceiling" in set(rows.method_id)
+        covered = {m for m in cfg["methods"] if m != "journey-trak" or qs == "generation"}
+        assert covered <= set(rows.method_id)
+        assert np.isfinite(rows[["lds", "ci_low", "ci_high"]].to_numpy()).all()
+        assert (rows.ci_low <= rows.lds).all() and (rows.lds <= rows.ci_high).all()
+    # The counterfactual: latents compared as latents, decoded for the figure.
+    res = io.load_npz(sorted((run / "counterfactual/d-trak").glob("query*.npz"))[0])
+    assert res["original"].shape == (4, 4, 4) and res["counterfactual_pixels"].shape == (1, 8, 8)
+    per_query = pd.read_csv(run / "tables/counterfactual_per_query.csv")
+    assert set(per_query.method_id) == {"random", "d-trak"} and (per_query.l2 > 0).all()
+    for name in ("lds", "proponents", "counterfactual_grid"):
+        assert (run / f"figures/{name}.png").stat().st_size > 1000

@@ -9,12 +9,14 @@ from dabench.figures.style import TWO_COLUMN, image_grid, save, shade, show_imag
 
 
 def plot_counterfactual_box(per_query, pdf_path, png_path):
-    """Two panels: pixel L2 (higher = the removed examples mattered more) and embedding cosine
+    """Two panels: pixel (a latent model's: latent) L2 (higher = the removed examples mattered
+    more) and embedding cosine
     (lower = more), one box per method, queries as points (D-TRAK Fig. 3)."""
     plt = style()
     methods = list(dict.fromkeys(per_query["method"]))
     fig, axes = plt.subplots(1, 2, figsize=(TWO_COLUMN * 0.75, 1.9))
-    for ax, (key, title) in zip(axes, (("l2", "pixel L2 distance ↑"),
+    space = per_query["space"].iloc[0] if "space" in per_query else "pixel"
+    for ax, (key, title) in zip(axes, (("l2", f"{space} L2 distance ↑"),
                                        ("cosine", "embedding cosine similarity ↓"))):
         data = [per_query.loc[per_query["method"] == m, key].to_numpy() for m in methods]
         box = ax.boxplot(data, patch_artist=True, widths=0.55, medianprops={"color": "black"},
@@ -45,10 +47,12 @@ def plot_counterfactual_grid(results: dict, pdf_path, png_path):
 
     for i, q in enumerate(queries):
         first = results[labels[0]][i]
-        show_image(axes[i][0], first["original"])
+        # A latent model's results carry the decoded images beside the latents.
+        show_image(axes[i][0], first.get("original_pixels", first["original"]))
         axes[i][0].set_ylabel(f"#{q}", fontsize=6)
         for j, label in enumerate(labels):
-            show_image(axes[i][j + 1], results[label][i]["counterfactual"])
+            r = results[label][i]
+            show_image(axes[i][j + 1], r.get("counterfactual_pixels", r["counterfactual"]))
     for j, title in enumerate(["original"] + labels):
         axes[0][j].set_title(title, fontsize=6, pad=2)
     save(fig, pdf_path, png_path)
