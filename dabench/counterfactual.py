@@ -98,11 +98,10 @@ def run_counterfactual(train_path, generation_path, scores_path, method_id: str,
     if query_cond is not None:
         # Latents compared as latents (D-TRAK's latent distance); pixels decoded for the figures
         # and the embedder.
-        from dabench.latent import decode_latents, load_base
+        from dabench.latent import decode_with_base
 
-        vae = load_base(model_cfg["base"], ("vae",))["vae"]
         out["original_pixels"] = samples["pixels"][query]
-        out["counterfactual_pixels"] = decode_latents(vae, regenerated[None])[0]
+        out["counterfactual_pixels"] = decode_with_base(model_cfg["base"], regenerated[None])[0]
     save_npz(out_path, **out)
     remove_leftovers(*resume_pattern(resume_path))
     print(f"[dabench] counterfactual {method_id} query {query}: removed {k}, retrained and "

@@ -176,9 +176,11 @@ def latent_unet_kwargs(latent_cfg: dict, resolution: int) -> tuple[dict, int]:
         cfg_path = Path(base) / "unet" / "config.json"
         if not cfg_path.is_file():
             return dict(SD1_UNET), SD1_CONTEXT_LENGTH
+        import inspect
+
         from diffusers import UNet2DConditionModel
 
-        known = set(UNet2DConditionModel.__init__.__code__.co_varnames)
+        known = set(inspect.signature(UNet2DConditionModel.__init__).parameters)
         cfg = {k: v for k, v in json.loads(cfg_path.read_text()).items()
                if not k.startswith("_") and k in known}
         tok = Path(base) / "tokenizer" / "tokenizer_config.json"
@@ -284,6 +286,13 @@ def decode_latents(vae, latents: np.ndarray, batch_size: int = 256) -> np.ndarra
     out = [vae.decode(torch.as_tensor(latents[i:i + batch_size]).to(device) / s).sample
            for i in range(0, len(latents), batch_size)]
     return torch.cat(out).clamp(-1, 1).float().cpu().numpy()
+
+
+def decode_with_base(base_folder, latents: np.ndarray, device=None) -> np.ndarray:
+    """:func:`decode_latents` with the autoencoder of ``base_folder`` (on ``device``, default
+    the CPU): the images of a latent model's samples."""
+    vae = load_base(base_folder, ("vae",))["vae"]
+    return decode_latents(vae.to(device) if device is not None else vae, latents)
 
 
 def latent_distance(z_before: np.ndarray, z_after: np.ndarray) -> np.ndarray:

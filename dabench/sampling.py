@@ -161,14 +161,12 @@ def generation_prompts(train: dict, n: int):
     """A latent model's generated queries: sample i gets the training set's prompt i mod P (the P
     prompts in turn, as D-TRAK generates each ArtBench style alike). Returns the
     :class:`dabench.data.Conditioning` of the n samples and each one's class label."""
-    from dabench.data import conditioning
+    from dabench.data import Conditioning
 
-    train_cond = conditioning(train)
-    n_prompts = len(train_cond.table)
-    which = np.arange(n) % n_prompts
+    which = np.arange(n) % len(train["contexts"])
     label_of = {int(p): int(c) for p, c in zip(train["prompt"], train["labels"])}
     labels = np.array([label_of.get(int(p), -1) for p in which], dtype=np.int64)
-    return train_cond.__class__(train_cond.table, which, train_cond.uncond), labels
+    return Conditioning(train["contexts"], which, train["uncond"]), labels
 
 
 def write_generation_set(model_path, model_cfg: dict, generation_cfg: dict, seed: int,
@@ -196,9 +194,9 @@ def write_generation_set(model_path, model_cfg: dict, generation_cfg: dict, seed
                    uncond=None if cond is None else cond.uncond,
                    guidance=model_cfg.get("guidance", 1.0))
     if cond is not None:
-        from dabench.latent import decode_latents, load_base
+        from dabench.latent import decode_with_base
 
-        vae = load_base(model_cfg["base"], ("vae",))["vae"].to(next(unet.parameters()).device)
-        extra["pixels"] = decode_latents(vae, out["images"])
+        extra["pixels"] = decode_with_base(model_cfg["base"], out["images"],
+                                           next(unet.parameters()).device)
     save_npz(out_path, **out, **extra)
     return out
