@@ -75,6 +75,7 @@ def test_a_method_is_one_file_and_a_config_entry(tmp_path):
                       "pixel": {"method": "pixel", "similarity": "cosine"}}
     for section in ("counterfactual", "retrac", "ablations", "shapley"):
         cfg[section] = {"enabled": False}
+    cfg.pop("companion")                   # the latent companion adds nothing to this question
     (project / "configs" / "newmethod.yaml").write_text(yaml.safe_dump(cfg))
 
     changed = sorted(line[3:] for line in _git(project, "status", "--porcelain",

@@ -198,6 +198,12 @@ stop() {
     fi
     rm -f "$pid"
   done
+  # Leave no config pointing at the stopped controller: with one, every `scontrol` waits ~9 s for
+  # it, and the SLURM executor plugin runs `scontrol show config` whenever Snakemake starts
+  # (every later snakemake call, tests included, would pay those 9 s).
+  for conf in slurm.conf gres.conf slurmdbd.conf; do
+    [ "$(readlink "/etc/slurm/$conf" 2>/dev/null)" = "$DIR/$conf" ] && rm -f "/etc/slurm/$conf"
+  done
   log "stopped"
 }
 
