@@ -159,11 +159,9 @@ def _check_consistency(config: dict) -> None:
     if subset_size < 1:
         problems.append(f"lds.alpha={config['lds']['alpha']} x data.n_train="
                         f"{config['data']['n_train']} leaves empty subsets")
-    if is_latent(config):
-        for key in ("shapley", "retrac"):
-            if config[key]["enabled"]:
-                problems.append(f"{key}.enabled: the {key} branch runs on pixel models only so "
-                                f"far (model.family latent); set {key}.enabled: false")
+    if is_latent(config) and config["retrac"]["enabled"]:
+        problems.append("retrac.enabled: the ReTrac analyses run on pixel models only so far "
+                        "(model.family latent); set retrac.enabled: false")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 

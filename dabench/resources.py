@@ -297,7 +297,10 @@ def _retrains(config, s: Sizes, recipe: dict, n_models: int, outputs: bool) -> N
 
 def _generation(need: Need, config, s: Sizes, n: int, trajectory: bool = False) -> None:
     steps = config["generation"]["inference_steps"]
-    _forward(need, config, s, n * steps, extra_bytes=2 * n * s.image_bytes)
+    # Classifier-free guidance (a latent model) runs the UNet twice a step: with and without the
+    # prompt.
+    passes = 2 if s.trainable is not None and config["latent"]["guidance"] != 1 else 1
+    _forward(need, config, s, passes * n * steps, extra_bytes=2 * n * s.image_bytes)
     if trajectory:
         need.disk_bytes += (steps + 1) * n * s.image_bytes
 

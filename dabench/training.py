@@ -159,8 +159,8 @@ def train(
         if cond is None:
             raise ValueError("a latent model trains on conditioned examples: pass cond")
     unet = build_unet(model_cfg, channels, resolution, init_seed) if build is None else build(init_seed)
-    if init_state is not None:
-        unet.load_state_dict(init_state[1])
+    if init_state is not None:         # a whole model's state, or an adapter's trainable part
+        load_model_tensors(unet, {f"model.{k}": v for k, v in init_state[1].items()})
     named = dict(unet.named_parameters())
     mask_pairs = [(named[k], m.to(named[k].dtype)) for k, m in (masks or {}).items()]
     params = [p for p in unet.parameters() if p.requires_grad]

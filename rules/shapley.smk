@@ -25,6 +25,7 @@ rule shapley_reference:
     input:
         full=run_path(layout.FULL_MODEL),
         classifier=run_path(layout.EMBEDDER_MODEL),
+        train=run_path(layout.TRAIN_DATA),
     output:
         reference=run_path(layout.SHAPLEY_REFERENCE),
         json=run_path(layout.SHAPLEY_REFERENCE_VALUES),

@@ -5,4 +5,4 @@ from dabench.shapley import write_reference
 with job(snakemake) as smk:
     p = smk.params
     write_reference(smk.input.full, smk.input.classifier, p.model, p.generation, p.cfg, p.seed,
-                    smk.output.reference, smk.output.json)
+                    smk.output.reference, smk.output.json, smk.input.train)

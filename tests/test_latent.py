@@ -354,11 +354,11 @@ def test_latent_dataset_holds_latents_pixels_and_each_examples_prompt(tiny_base,
                        atol=1e-6)
     # Each example's context is its class prompt's, encoded once per prompt; every prompt word
     # is one token of the base's tokenizer (written from the fine-tuning prompts too).
-    assert train["prompts"].tolist() == ["a scanned eight", "a scanned three"]
-    assert load_json(paths[2])["prompts"] == ["a scanned eight", "a scanned three"]
+    prompts = ["a scanned eight", "a scanned five", "a scanned three"]
+    assert train["prompts"].tolist() == prompts and load_json(paths[2])["prompts"] == prompts
     tok = base["tokenizer"]
     assert len(tok("a scanned three", add_special_tokens=False).input_ids) == 3
-    names = {3: "a scanned three", 8: "a scanned eight"}
+    names = {3: "a scanned three", 5: "a scanned five", 8: "a scanned eight"}
     want = L.encode_prompts(base["text_encoder"], tok, [names[int(c)] for c in val["labels"]])
     assert torch.allclose(conditioning(val)[np.arange(4)], want, atol=1e-6)
     assert torch.allclose(conditioning(train).uncond,
@@ -474,7 +474,7 @@ def test_companion_and_latent_config_errors_name_the_key(tmp_path):
     same.write_text("name: ci\n")
     with pytest.raises(C.ConfigError, match="has this run's name 'ci'"):
         C.companion_config({**cfg, "companion": str(same)})
-    raw = {"name": "x", "model": {"family": "latent"}, "shapley": {"enabled": True},
-           "retrac": {"enabled": False}}
-    with pytest.raises(C.ConfigError, match="shapley.enabled: the shapley branch runs on pixel"):
+    raw = {"name": "x", "model": {"family": "latent"}, "shapley": {"enabled": False},
+           "retrac": {"enabled": True}}
+    with pytest.raises(C.ConfigError, match="retrac.enabled: the ReTrac analyses run on pixel"):
         C.validate(raw, check_methods=False)

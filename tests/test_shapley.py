@@ -179,6 +179,22 @@ def test_magnitude_pruning_removes_the_smallest_weights_and_fine_tuning_keeps_th
                for k, m in masks.items())
 
 
+def test_pruning_an_adapter_touches_only_its_trainable_weights():
+    """A LoRA-style model (frozen base layer, trainable factors): the masks and the counts cover
+    the trainable matrices only, and the frozen weights stay as they were."""
+    torch.manual_seed(0)
+    model = torch.nn.ModuleDict({"base": torch.nn.Linear(6, 6),
+                                 "lora_A": torch.nn.Linear(6, 2, bias=False),
+                                 "lora_B": torch.nn.Linear(2, 6, bias=False)})
+    model["base"].requires_grad_(False)
+    frozen = model["base"].weight.detach().clone()
+    masks = S.magnitude_masks(model, 0.5)
+    assert sorted(masks) == ["lora_A.weight", "lora_B.weight"]
+    S.apply_masks(model, masks)
+    assert torch.equal(model["base"].weight, frozen)
+    assert S.count_parameters(model, masks) == {"parameters": 24, "nonzero": 12}
+
+
 def test_budget_curve_ends_on_each_ways_final_submodel_count():
     from dabench.shapley.results import budget_points
 

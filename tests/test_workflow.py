@@ -549,7 +549,8 @@ def test_the_latent_companion_runs_every_stage_in_latent_space(ci_run):
     # The data: latents of the base's autoencoder, pixels beside them, one prompt per class.
     train = io.load_npz(run / "data/train.npz")
     assert train["train_images"].shape[1:] == (4, 4, 4) and train["pixels"].shape[1:] == (1, 8, 8)
-    assert sorted(train["prompts"].tolist()) == ["a scanned eight", "a scanned three"]
+    assert sorted(train["prompts"].tolist()) == ["a scanned eight", "a scanned five",
+                                                 "a scanned three"]
     # The models are adapters on that base: their files hold the LoRA tensors only.
     tensors, meta = io.load_tensors(run / "models/full/model.safetensors")
     assert meta["model_family"] == "latent" and meta["base"].endswith("ci-latent/base")
@@ -568,7 +569,7 @@ def test_the_latent_companion_runs_every_stage_in_latent_space(ci_run):
     # Generated queries: guided by the training prompts in turn, decoded to pixels.
     gen = io.load_npz(run / "generation/samples.npz")
     assert gen["images"].shape[1:] == (4, 4, 4) and gen["pixels"].shape[1:] == (1, 8, 8)
-    assert gen["prompt"].tolist() == [i % 2 for i in range(cfg["generation"]["n_samples"])]
+    assert gen["prompt"].tolist() == [i % 3 for i in range(cfg["generation"]["n_samples"])]
     # The LDS table: every method on the query sets it covers, with intervals, and the ceiling.
     df = pd.read_csv(run / "tables/lds.csv")
     for qs in cfg["lds"]["query_sets"]:
@@ -583,5 +584,21 @@ def test_the_latent_companion_runs_every_stage_in_latent_space(ci_run):
     assert res["original"].shape == (4, 4, 4) and res["counterfactual_pixels"].shape == (1, 8, 8)
     per_query = pd.read_csv(run / "tables/counterfactual_per_query.csv")
     assert set(per_query.method_id) == {"random", "d-trak"} and (per_query.l2 > 0).all()
-    for name in ("lds", "proponents", "counterfactual_grid"):
+    for name in ("lds", "proponents", "counterfactual_grid", "shapley_samples"):
         assert (run / f"figures/{name}.png").stat().st_size > 1000
+    # Group Shapley on the adapter: the three classes are the groups; sparsified FT prunes only
+    # the adapter (its file: A and B with their masks, no base weight).
+    groups = json.loads((run / "shapley/groups.json").read_text())
+    assert groups["n_groups"] == 3
+    pruned, info = io.load_tensors(run / "models/shapley/pruned.safetensors")
+    assert {k for k in pruned if k.startswith("model.")} == set(tensors)
+    masks = [v for k, v in pruned.items() if k.startswith("mask.")]
+    assert masks and all("lora_" in k for k in pruned if k.startswith("mask."))
+    kept = sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
+    assert abs(kept - (1 - cfg["shapley"]["prune"]["ratio"])) < 0.05
+    assert info["parameters"] == p and info["nonzero"] < p
+    # θ_∅ is the base: F of the base differs from F of the fine-tuned model.
+    ref = json.loads((run / "shapley/reference.json").read_text())
+    assert ref["full"] != ref["empty"]
+    values = pd.read_csv(run / "tables/shapley_values.csv")
+    assert len(values) and np.isfinite(values.select_dtypes("number").to_numpy()).all()

@@ -33,33 +33,82 @@ def recipes(config: dict) -> dict:
 
 
 class Evaluator:
-    """F(θ) of any model: generate the branch's fixed samples, apply the property model."""
+    """F(θ) of any model: generate the branch's fixed samples, apply the property model.
+
+    A latent model (``train_path``: its training set, for the prompts) samples guided by the
+    training prompts in turn (as its generated queries are) and is judged on the decoded images."""
 
     def __init__(self, classifier_path, reference_path, model_cfg: dict, generation_cfg: dict,
-                 cfg: dict, seed: int):
+                 cfg: dict, seed: int, train_path=None):
         from dabench.io import load_npz
         from dabench.model import build_scheduler
         from dabench.properties import PropertyModel
-        from dabench.sampling import sample_seeds
+        from dabench.sampling import generation_prompts, sample_seeds
 
         self.model = PropertyModel(classifier_path)
         self.centroids = None if reference_path is None else load_npz(reference_path)["centroids"]
         self.scheduler = build_scheduler(model_cfg).config
         self.seeds = sample_seeds(seed, cfg["n_samples"], "shapley")
-        self.generation_cfg, self.cfg = generation_cfg, cfg
+        self.generation_cfg, self.cfg, self.model_cfg = generation_cfg, cfg, model_cfg
+        self.cond = None
+        if model_cfg.get("family") == "latent":
+            if train_path is None:
+                raise ValueError("a latent model's samples need its training set's prompts")
+            from dabench.latent import load_base
+
+            self.cond, _ = generation_prompts(load_npz(train_path), len(self.seeds))
+            self.vae = load_base(model_cfg["base"], ("vae",))["vae"]     # once per job
 
     def samples(self, unet) -> np.ndarray:
         from dabench.sampling import generate
 
-        return generate(unet, self.scheduler, self.seeds,
-                        inference_steps=self.generation_cfg["inference_steps"],
-                        eta=self.generation_cfg["eta"], keep_trajectory=False)["images"]
+        cond = self.cond
+        out = generate(unet, self.scheduler, self.seeds,
+                       inference_steps=self.generation_cfg["inference_steps"],
+                       eta=self.generation_cfg["eta"], keep_trajectory=False, cond=cond,
+                       uncond=None if cond is None else cond.uncond,
+                       guidance=self.model_cfg.get("guidance", 1.0))["images"]
+        if cond is None:
+            return out
+        from dabench.latent import decode_latents
+
+        return decode_latents(self.vae.to(next(unet.parameters()).device), out)
 
     def __call__(self, unet) -> tuple[dict, np.ndarray]:
         from dabench.properties import global_properties
 
         images = self.samples(unet)
         return global_properties(images, self.model, self.centroids, self.cfg["percentile"]), images
+
+
+def _training_set(train_path) -> tuple[np.ndarray, object]:
+    """The training images (a latent model's: latents) and their conditioning (None unless
+    latent: :func:`dabench.data.conditioning`)."""
+    from dabench.data import conditioning
+    from dabench.io import load_npz
+
+    data = load_npz(train_path)
+    return data["train_images"], conditioning(data)
+
+
+def empty_model(full_model_path, model_cfg: dict, seed: int):
+    """θ_∅, the model trained on no data: a UNet trained whole, the full model's initialisation;
+    a LoRA fine-tune, its base (the full model's adapter with every weight zero)."""
+    import torch
+
+    from dabench import device as D
+    from dabench import model as M
+
+    unet, meta = M.load_model(full_model_path)
+    if meta.get("model_family") == "latent":
+        with torch.no_grad():
+            for p in unet.parameters():
+                if p.requires_grad:
+                    p.zero_()
+        return unet
+    cfg_u = meta["unet_config"]
+    return M.build_unet(model_cfg, cfg_u["in_channels"], cfg_u["sample_size"],
+                        meta.get("init_seed", derive_seed(seed, "full-init"))).to(D.current())
 
 
 def write_design(train_path, cfg: dict, seed: int, out_path, info_path) -> dict:
@@ -87,23 +136,19 @@ def write_design(train_path, cfg: dict, seed: int, out_path, info_path) -> dict:
 
 
 def write_reference(full_model_path, classifier_path, model_cfg: dict, generation_cfg: dict,
-                    cfg: dict, seed: int, out_path, json_path) -> dict:
+                    cfg: dict, seed: int, out_path, json_path, train_path=None) -> dict:
     """Workflow stage: the full model's samples fix the clusters (Ward, ``n_clusters``); F of θ_D
-    and of θ_∅ (the untrained model: the full model's initialisation)."""
-    from dabench import device as D
+    and of θ_∅ (:func:`empty_model`). ``train_path``: the training set (a latent model's prompts)."""
     from dabench import model as M
     from dabench.io import save_json, save_npz
     from dabench.properties import fit_clusters
 
-    unet, meta = M.load_model(full_model_path)
-    ev = Evaluator(classifier_path, None, model_cfg, generation_cfg, cfg, seed)
+    unet, _ = M.load_model(full_model_path)
+    ev = Evaluator(classifier_path, None, model_cfg, generation_cfg, cfg, seed, train_path)
     images = ev.samples(unet)
     ev.centroids = fit_clusters(ev.model.embed(images), cfg["n_clusters"])
     full, _ = ev(unet)
-    cfg_u = meta["unet_config"]
-    empty = M.build_unet(model_cfg, cfg_u["in_channels"], cfg_u["sample_size"],
-                         meta.get("init_seed", derive_seed(seed, "full-init"))).to(D.current())
-    f_empty, empty_images = ev(empty)
+    f_empty, empty_images = ev(empty_model(full_model_path, model_cfg, seed))
     save_npz(out_path, centroids=ev.centroids, images=images, empty_images=empty_images,
              seeds=ev.seeds)
     out = {"full": full, "empty": f_empty, "n_clusters": int(len(ev.centroids)),
@@ -119,23 +164,23 @@ def write_pruned(full_model_path, train_path, model_cfg: dict, recipe: dict, rat
     (masks kept); the pruned model and its masks in one safetensors file."""
     from dabench import model as M
     from dabench import training as T
-    from dabench.io import load_npz, save_tensors, sha256
+    from dabench.io import save_tensors, sha256
 
     unet, meta = M.load_model(full_model_path)
     masks = magnitude_masks(unet, ratio)
     apply_masks(unet, masks)
-    images = load_npz(train_path)["train_images"]
+    images, cond = _training_set(train_path)
+    start = {k[len("model."):]: v.clone() for k, v in M.model_tensors(unet).items()}
     tic = time.perf_counter()
     result = T.train(images, np.arange(len(images)), model_cfg, recipe,
                      seed=derive_seed(seed, "shapley-recovery"), init_seed=0,
-                     init_state=(sha256(full_model_path), {k: v.clone() for k, v in
-                                                         unet.state_dict().items()}),
-                     masks=masks, progress="recovery fine-tune")
+                     init_state=(sha256(full_model_path), start), masks=masks, cond=cond,
+                     progress="recovery fine-tune")
     seconds = time.perf_counter() - tic
     info = {"role": "pruned", "ratio": ratio, "recipe": recipe, "seconds": seconds,
-            "unet_config": meta["unet_config"], "model_config": model_cfg,
-            **count_parameters(result.unet, masks)}
-    save_tensors(out_path, {**{f"model.{k}": v for k, v in result.unet.state_dict().items()},
+            **{k: meta[k] for k in ("unet_config", "model_family", "base", "lora") if k in meta},
+            "model_config": model_cfg, **count_parameters(result.unet, masks)}
+    save_tensors(out_path, {**M.model_tensors(result.unet),
                             **{f"mask.{k}": m for k, m in masks.items()}}, info)
     print(f"[dabench] pruned {ratio:.0%} of the weights: {info['nonzero']} of "
           f"{info['parameters']} parameters left; recovery fine-tune {seconds:.1f}s", flush=True)
@@ -174,9 +219,10 @@ def run_models(way: str, family: str, chunk: int, per_job: int, train_path, desi
 
     design = load_npz(design_path)
     subsets = design["kernel"][:cfg["submodels"][way]] if family == "kernel" else design["heldout"]
-    images, groups = load_npz(train_path)["train_images"], design["groups"]
+    (images, cond), groups = _training_set(train_path), design["groups"]
     start = load_start(way, full_model_path, pruned_path)
-    ev = Evaluator(classifier_path, reference_path, model_cfg, generation_cfg, cfg, seed)
+    ev = Evaluator(classifier_path, reference_path, model_cfg, generation_cfg, cfg, seed,
+                   train_path)
     key = fingerprint({"way": way, "recipe": recipe, "model": model_cfg, "seed": seed,
                        "start": None if start is None else start[0][0], "cfg": cfg,
                        "generation": generation_cfg})
@@ -194,7 +240,7 @@ def run_models(way: str, family: str, chunk: int, per_job: int, train_path, desi
         result = T.train(images, members(groups, subsets[l]), model_cfg, recipe, seed=train_seed,
                          init_seed=init_seed,
                          init_state=None if start is None else start[0],
-                         masks=None if start is None else start[1],
+                         masks=None if start is None else start[1], cond=cond,
                          resume_path=partial / f"{family}{l:04d}.{key}.resume.safetensors",
                          progress=f"{WAY_LABELS[way]} {family} {n_done + 1}/{len(items)}")
         t_train = time.perf_counter() - tic
@@ -291,8 +337,9 @@ def run_counterfactual(key: str, attributions_json, train_path, design_path, cla
     keep = np.setdiff1d(np.arange(n), removed)
     subset = np.zeros(n, bool)
     subset[keep] = True
-    images = load_npz(train_path)["train_images"]
-    ev = Evaluator(classifier_path, reference_path, model_cfg, generation_cfg, cfg, seed)
+    images, cond = _training_set(train_path)
+    ev = Evaluator(classifier_path, reference_path, model_cfg, generation_cfg, cfg, seed,
+                   train_path)
     partial = Path(partial_dir)
     partial.mkdir(parents=True, exist_ok=True)
     values, first = [], None
@@ -300,7 +347,7 @@ def run_counterfactual(key: str, attributions_json, train_path, design_path, cla
     for r in range(cfg["counterfactual"]["n_seeds"]):
         train_seed, init_seed = retrain_seeds(seed, r, "shapley")
         result = T.train(images, members(design["groups"], subset), model_cfg, recipe,
-                         seed=train_seed, init_seed=init_seed,
+                         seed=train_seed, init_seed=init_seed, cond=cond,
                          resume_path=partial / f"{key}_seed{r}.resume.safetensors",
                          progress=f"group counterfactual {key} seed {r}")
         props, samples = ev(result.unet)
