@@ -398,6 +398,14 @@ def missing_paths(config: dict, run_dir: str | Path | None = None) -> list[str]:
         if missing:
             problems.append(f"latent.base: {base!r} is not a diffusers pipeline folder "
                             f"(missing {', '.join(missing)})")
+    aesthetic = config["shapley"]["aesthetic"] if config["shapley"]["enabled"] else None
+    if aesthetic:
+        if not (Path(aesthetic["clip"]) / "config.json").exists():
+            problems.append(f"shapley.aesthetic.clip: {aesthetic['clip']!r} is not a saved "
+                            "CLIPModel folder (a folder with config.json and the weights)")
+        if not Path(aesthetic["head"]).is_file():
+            problems.append(f"shapley.aesthetic.head: {aesthetic['head']!r} is not a file (the "
+                            "aesthetic predictor's weights)")
     embedder = config["embedder"]
     if embedder["kind"] == "clip":
         path = embedder.get("path")

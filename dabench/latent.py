@@ -268,7 +268,7 @@ def encode_prompts(text_encoder, tokenizer, prompts: list[str]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_images(vae, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def encode_images(vae, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
     """z₀ = E(x)·s, the posterior mean scaled by the autoencoder's ``scaling_factor``:
     (N, C, H, W) in [-1, 1] -> (N, c, h, w) float32."""
     device = next(vae.parameters()).device
@@ -279,7 +279,7 @@ def encode_images(vae, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
 
 
 @torch.no_grad()
-def decode_latents(vae, latents: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def decode_latents(vae, latents: np.ndarray, batch_size: int = 8) -> np.ndarray:
     """x = D(z₀ / s), clipped to [-1, 1]: the inverse of :func:`encode_images`."""
     device = next(vae.parameters()).device
     s = float(vae.config.scaling_factor)

@@ -9,11 +9,15 @@ From one batch of generated samples (fixed seeds, the same for every model) thre
 - ``entropy``: entropy of the assignment of the samples to clusters — Ward clustering of the
   embeddings of the full model's samples into ``n_clusters``; a new model's samples go to the
   nearest cluster centroid (diversity, the paper's CelebA-HQ property);
-- ``quality``: a percentile of a per-image quality score, the classifier's logit margin
-  (top-1 minus top-2 logit; the paper's aesthetic-score property).
+- ``quality``: a percentile of a per-image quality score: the classifier's logit margin (top-1
+  minus top-2 logit), or — with ``shapley.aesthetic`` — the paper's own ArtBench property, an
+  aesthetic score: a LAION-style aesthetic predictor (:class:`AestheticScorer`, a linear head
+  on L2-normalised CLIP image embeddings) from local weights.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -58,13 +62,85 @@ def logit_margin(logits: np.ndarray) -> np.ndarray:
     return top[:, -1] - top[:, -2]
 
 
-class PropertyModel:
-    """The trained classifier as property model: ``logits(images)`` and ``embed(images)``."""
+class AestheticScorer:
+    """A LAION-style aesthetic predictor: ``score(images)`` = head(CLIP image embedding / its
+    norm), one number per image (higher: more pleasing to the people who rated LAION images).
 
-    def __init__(self, classifier_path):
+    ``clip``: a saved transformers ``CLIPModel`` folder (the LAION predictors use ViT-L/14).
+    ``head``: a torch state dict (.pth / .pt) of linear layers applied in order — the released
+    "improved aesthetic predictor" (``layers.0`` … ``layers.7``: five linear layers with
+    dropout between them, no activation) or the first linear one (``weight``, ``bias``);
+    a .safetensors file with the same keys also works."""
+
+    def __init__(self, clip, head):
+        import torch
+
+        from dabench.embedding import ClipEmbedder
+
+        head = Path(head or "")
+        if not head.is_file():
+            raise FileNotFoundError(f"shapley.aesthetic.head: {str(head)!r} is not a file")
+        self.clip = ClipEmbedder(clip)
+        if head.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(head))
+        else:
+            state = torch.load(str(head), map_location="cpu", weights_only=True)
+        self.layers = _linear_stack(state, str(head))
+        width = self.layers[0][0].shape[1]
+        dim = self.clip.describe()["dim"]
+        if width != dim:
+            raise ValueError(f"shapley.aesthetic: the head {head} takes {width}-dim embeddings, "
+                             f"the CLIP model {clip} gives {dim}")
+
+    def score(self, images: np.ndarray) -> np.ndarray:
+        z = np.asarray(self.clip.embed(images), np.float64)
+        x = z / np.linalg.norm(z, axis=1, keepdims=True)
+        for w, b in self.layers:
+            x = x @ w.T + b
+        return x[:, 0]
+
+
+def _linear_stack(state: dict, name: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (weight, bias) pairs of a state dict's linear layers in order: keys ``weight``/``bias``
+    or ``<prefix>.<i>.weight``/``.bias`` sorted by i (dropout slots hold no tensors)."""
+    import re
+
+    state = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v, np.float64)
+             for k, v in state.items()}
+    if set(state) == {"weight", "bias"}:
+        pairs = [(state["weight"], state["bias"])]
+    else:
+        index = sorted({int(m.group(1)) for k in state
+                        if (m := re.fullmatch(r"(?:.*\.)?(\d+)\.weight", k))})
+        prefix = {re.sub(r"\d+\.weight$", "", k) for k in state if k.endswith(".weight")}
+        if not index or len(prefix) != 1:
+            raise ValueError(f"shapley.aesthetic.head: {name} is not a stack of linear layers "
+                             f"(keys {sorted(state)[:4]})")
+        p = prefix.pop()
+        pairs = [(state[f"{p}{i}.weight"], state[f"{p}{i}.bias"]) for i in index]
+    for (w, _), (w2, _) in zip(pairs, pairs[1:]):
+        if w2.shape[1] != w.shape[0]:
+            raise ValueError(f"shapley.aesthetic.head: {name}'s layers do not chain "
+                             f"({w.shape} then {w2.shape})")
+    if pairs[-1][0].shape[0] != 1:
+        raise ValueError(f"shapley.aesthetic.head: {name} gives {pairs[-1][0].shape[0]} outputs, "
+                         f"not one score")
+    return pairs
+
+
+class PropertyModel:
+    """The trained classifier as property model: ``logits(images)`` and ``embed(images)``; the
+    per-image quality score (``quality_scores``) is the classifier's logit margin, or the
+    aesthetic score when ``aesthetic`` ({clip, head}: :class:`AestheticScorer`) is given."""
+
+    def __init__(self, classifier_path, aesthetic: dict | None = None):
         from dabench.embedding import ClassifierEmbedder
 
         self.embedder = ClassifierEmbedder(classifier_path)
+        self.aesthetic = None if not aesthetic else AestheticScorer(aesthetic["clip"],
+                                                                   aesthetic["head"])
 
     def logits(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """(N, classes) logits, in batches on the job's device."""
@@ -80,6 +156,11 @@ class PropertyModel:
     def embed(self, images: np.ndarray) -> np.ndarray:
         return self.embedder.embed(images)
 
+    def quality_scores(self, images: np.ndarray, logits: np.ndarray | None = None) -> np.ndarray:
+        if self.aesthetic is not None:
+            return self.aesthetic.score(images)
+        return logit_margin(self.logits(images) if logits is None else logits)
+
 
 def global_properties(images: np.ndarray, model: PropertyModel, centroids: np.ndarray,
                       percentile: float) -> dict:
@@ -89,4 +170,4 @@ def global_properties(images: np.ndarray, model: PropertyModel, centroids: np.nd
     probs = np.exp(z) / np.exp(z).sum(1, keepdims=True)
     return {"inception": inception_score(probs),
             "entropy": cluster_entropy(model.embed(images), centroids),
-            "quality": float(np.percentile(logit_margin(logits), percentile))}
+            "quality": float(np.percentile(model.quality_scores(images, logits), percentile))}

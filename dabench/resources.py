@@ -347,13 +347,17 @@ def _prepare(job: _Job) -> Need:
         + _source_bytes(job.config, s)
     need.disk_bytes = 2 * (s.n_train + s.queries["validation"]) * s.image_bytes
     if s.trainable is not None:
-        # A latent model's examples pass through the base's autoencoder (and text encoder): an
-        # encoder pass is counted as two forward passes of the UNet; the parts as big as it.
+        # A latent model's examples pass through the base's autoencoder (and text encoder) in
+        # batches of 8 (dabench.latent.encode_images): an encoder pass is counted as two no-grad
+        # forward passes of the UNet, in time and in memory; the parts as big as it.
+        from dabench.architecture import FORWARD_FACTOR
+
         need.gpu = True
         n = s.n_train + s.queries["validation"]
-        need.work.append(("forward", 2 * s.flops * n, n // 16 + 1))
+        need.work.append(("forward", 2 * s.flops * n, n // 8 + 1))
         need.host_bytes = max(need.host_bytes, s.model_bytes)
-        need.gpu_bytes = max(need.gpu_bytes, s.model_bytes + 16 * 3 * s.activations)
+        need.gpu_bytes = max(need.gpu_bytes,
+                             s.model_bytes + 8 * 2 * FORWARD_FACTOR * s.activations)
     return need
 
 
@@ -521,7 +525,9 @@ def _shapley(base: str, config: dict, s: Sizes, wc: dict) -> Need:
         way, family = wc.get("way", "retrain"), wc.get("sfamily", "kernel")
         total = cfg["submodels"][way] if family == "kernel" else \
             len(cfg["lds"]["alphas"]) * cfg["lds"]["n_subsets"]
-        per_job = cfg["submodels_per_job"]
+        from dabench.shapley import per_job as per_job_of
+
+        per_job = per_job_of(cfg, way)
         n = max(1, min(per_job, total - int(wc.get("chunk", 0)) * per_job))
         need = _retrains(config, s, rec[way], n, False)
         _generation(need, config, s, n * n_samples)

@@ -400,14 +400,8 @@ def shapley_cfg(*keys, **extra):
 
 def shapley_chunks(family, way):
     """Chunk files of the kernel submodels of ``way`` or of the held-out retrains."""
-    cfg = config["shapley"]
-    n = (
-        cfg["submodels"][way]
-        if family == "kernel"
-        else len(cfg["lds"]["alphas"]) * cfg["lds"]["n_subsets"]
-    )
-    per_job = cfg["submodels_per_job"]
-    return [run_path(layout.shapley_chunk(family, way, c)) for c in range(-(-n // per_job))]
+    n = dabench_shapley.n_chunks(config["shapley"], family, way)
+    return [run_path(layout.shapley_chunk(family, way, c)) for c in range(n)]
 
 
 def shapley_way_chunks(wildcards=None):

@@ -41,7 +41,7 @@ rule shapley_reference:
     params:
         model=MODEL,
         generation=config["generation"],
-        cfg=shapley_cfg("n_samples", "n_clusters", "percentile"),
+        cfg=shapley_cfg("n_samples", "n_clusters", "percentile", "aesthetic"),
         seed=config["seed"],
     script:
         "../scripts/shapley_reference.py"
@@ -96,11 +96,14 @@ rule shapley_submodels:
         model=MODEL,
         generation=config["generation"],
         cfg=lambda wc: shapley_cfg(
-            "n_samples", "percentile", submodels={wc.way: config["shapley"]["submodels"][wc.way]}
+            "n_samples",
+            "percentile",
+            "aesthetic",
+            submodels={wc.way: config["shapley"]["submodels"][wc.way]},
         ),
         seed=config["seed"],
         recipe=lambda wc: shapley_recipes[wc.way],
-        per_job=config["shapley"]["submodels_per_job"],
+        per_job=lambda wc: dabench_shapley.per_job(config["shapley"], wc.way),
         partial=lambda wc: run_path(f"partial/shapley/{wc.sfamily}/{wc.way}/chunk{wc.chunk}"),
     script:
         "../scripts/shapley_submodels.py"
@@ -160,7 +163,7 @@ rule shapley_counterfactual:
     params:
         model=MODEL,
         generation=config["generation"],
-        cfg=shapley_cfg("n_samples", "percentile", "property", "counterfactual"),
+        cfg=shapley_cfg("n_samples", "percentile", "aesthetic", "property", "counterfactual"),
         seed=config["seed"],
         recipe=shapley_recipes["retrain"],
         partial=lambda wc: run_path(f"partial/shapley/counterfactual/{wc.cf_key}"),

@@ -32,7 +32,8 @@ def test_defaults_are_filled_and_match_the_embedded_default(repo):
                                   "configs/paper/cifar10.yaml", "configs/paper/celeba.yaml",
                                   "configs/paper/cifar20.yaml", "configs/paper/outliers.yaml",
                                   "configs/ci-latent.yaml", "configs/default-latent.yaml",
-                                  "configs/paper/artbench2.yaml", "configs/paper/artbench5.yaml"])
+                                  "configs/paper/artbench2.yaml", "configs/paper/artbench5.yaml",
+                                  "configs/paper/artbench_postimpressionism.yaml"])
 def test_shipped_configs_validate(repo, path):
     config.load(repo / path)
 

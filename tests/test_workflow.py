@@ -293,7 +293,9 @@ def test_a_completed_run_plans_nothing(ci_run):
                                                      ("configs/paper/cifar20.yaml", 192),
                                                      ("configs/paper/outliers.yaml", 24),
                                                      ("configs/paper/artbench2.yaml", 448),
-                                                     ("configs/paper/artbench5.yaml", 384)])
+                                                     ("configs/paper/artbench5.yaml", 384),
+                                                     ("configs/paper/artbench_postimpressionism.yaml",
+                                                      24)])
 def test_paper_configs_plan_without_data(tmp_path, configfile, retrain_jobs):
     proc = snakemake(tmp_path, "--dry-run", configfile=configfile)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -45,7 +45,7 @@ class Evaluator:
         from dabench.properties import PropertyModel
         from dabench.sampling import generation_prompts, sample_seeds
 
-        self.model = PropertyModel(classifier_path)
+        self.model = PropertyModel(classifier_path, cfg.get("aesthetic"))
         self.centroids = None if reference_path is None else load_npz(reference_path)["centroids"]
         self.scheduler = build_scheduler(model_cfg).config
         self.seeds = sample_seeds(seed, cfg["n_samples"], "shapley")
@@ -198,6 +198,19 @@ def load_start(way: str, full_model_path, pruned_path) -> tuple | None:
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     masks = {k[len("mask."):]: v for k, v in tensors.items() if k.startswith("mask.")}
     return (sha256(path), state), (masks or None)
+
+
+def per_job(cfg: dict, way: str) -> int:
+    """Submodels of ``way`` per job: ``shapley.submodels_per_job``, one number or one per way."""
+    value = cfg["submodels_per_job"]
+    return int(value[way] if isinstance(value, dict) else value)
+
+
+def n_chunks(cfg: dict, family: str, way: str) -> int:
+    """Jobs of the ``kernel`` submodels of ``way`` or of the ``heldout`` retrains."""
+    n = cfg["submodels"][way] if family == "kernel" else \
+        len(cfg["lds"]["alphas"]) * cfg["lds"]["n_subsets"]
+    return -(-n // per_job(cfg, way))
 
 
 def chunk_rows(n: int, per_job: int, chunk: int) -> list[int]:
