@@ -159,6 +159,11 @@ def test_missing_local_inputs_are_named_before_any_job(repo, tmp_path):
         f"{key}.path: {tmp_path} has no data_batch_1 (expected the CIFAR python version)"
         for key in ("data", "retrac.outliers.data")]
     assert config.missing_paths(config.load(repo / "configs/ci.yaml")) == []
+    # The ArtBench Shapley experiment: its base, its aesthetic predictor (CLIP + head), its CLIP.
+    art = config.missing_paths(config.load(repo / "configs/paper/artbench_postimpressionism.yaml"))
+    for key in ("data.path", "latent.base", "shapley.aesthetic.clip", "shapley.aesthetic.head",
+                "embedder.path"):
+        assert any(p.startswith(f"{key}:") for p in art), (key, art)
 
 
 def test_the_workflow_stops_on_missing_inputs_before_any_job(repo, tmp_path):
