@@ -31,6 +31,24 @@ def cfg():
     return config.load(REPO / "configs" / "ci.yaml")
 
 
+@pytest.fixture
+def tiny_clip(tmp_path):
+    """A tiny randomly initialised CLIPModel saved the way a real one is (16x16 images in 8x8
+    patches, 8-dim projections): ``(folder, model)``."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(0)
+    layer = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+             "num_attention_heads": 2}
+    conf = CLIPConfig(text_config={**layer, "vocab_size": 64},
+                      vision_config={**layer, "image_size": 16, "patch_size": 8},
+                      projection_dim=8)
+    model = CLIPModel(conf).eval()
+    model.save_pretrained(tmp_path / "clip")
+    return tmp_path / "clip", model
+
+
 def snakemake(workdir, *args, configfile="configs/ci.yaml", timeout=3600):
     """Snakemake on this checkout's Snakefile in ``workdir`` (2 cores). ``timeout``: a guard
     against a hang, generous enough for a busy machine."""

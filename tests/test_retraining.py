@@ -172,23 +172,14 @@ def test_classifier_embedder_is_trained_deterministic_and_penultimate(tmp_path):
     assert emb[0].shape == (5, 32) and np.array_equal(emb[0], emb[1])
 
 
-def test_clip_embedder_reads_a_local_clip_model(tmp_path):
+def test_clip_embedder_reads_a_local_clip_model(tiny_clip):
     """A tiny randomly initialised CLIPModel saved the way a real one is: loaded from the folder,
     grey 8×8 images resized, normalised and embedded with get_image_features."""
-    from transformers import CLIPConfig, CLIPModel
-
     from dabench.embedding import CLIP_MEAN, CLIP_STD, ClipEmbedder, load_embedder
 
-    torch.manual_seed(0)
-    conf = CLIPConfig(text_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                                   "num_attention_heads": 2, "vocab_size": 64},
-                      vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                                     "num_attention_heads": 2, "image_size": 16, "patch_size": 8},
-                      projection_dim=8)
-    model = CLIPModel(conf).eval()
-    model.save_pretrained(tmp_path / "clip")
+    folder, model = tiny_clip
     images = np.random.default_rng(0).uniform(-1, 1, (3, 1, 8, 8)).astype(np.float32)
-    emb = load_embedder({"kind": "clip", "path": str(tmp_path / "clip")}).embed(images)
+    emb = load_embedder({"kind": "clip", "path": str(folder)}).embed(images)
     x = torch.nn.functional.interpolate(torch.as_tensor((images + 1) / 2).repeat(1, 3, 1, 1),
                                         size=(16, 16), mode="bicubic").clamp(0, 1)
     x = (x - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
@@ -198,7 +189,7 @@ def test_clip_embedder_reads_a_local_clip_model(tmp_path):
     assert emb.shape == (3, 8)
     np.testing.assert_allclose(emb, want.numpy(), rtol=1e-4, atol=1e-5)
     with pytest.raises(FileNotFoundError, match="embedder.path"):
-        ClipEmbedder(str(tmp_path / "missing"))
+        ClipEmbedder(str(folder.parent / "missing"))
 
 
 def test_embedding_method_takes_the_runs_embedder(cfg):

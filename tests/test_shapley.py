@@ -203,33 +203,25 @@ def test_budget_curve_ends_on_each_ways_final_submodel_count():
     assert budget_points(1) == []
 
 
-def test_aesthetic_score_is_laions_head_on_normalised_clip_embeddings(tmp_path):
+def test_aesthetic_score_is_laions_head_on_normalised_clip_embeddings(tiny_clip, tmp_path):
     """The quality property's aesthetic scorer on a tiny random CLIP and a head laid out as LAION's
     improved predictor (linear layers with dropout between, no activation): scores equal the
     head applied to the L2-normalised CLIP image embeddings, computed here with torch."""
-    from transformers import CLIPConfig, CLIPModel
-
     from dabench.embedding import ClipEmbedder
 
-    torch.manual_seed(0)
-    conf = CLIPConfig(text_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                                   "num_attention_heads": 2, "vocab_size": 64},
-                      vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                                     "num_attention_heads": 2, "image_size": 16, "patch_size": 8},
-                      projection_dim=8)
-    CLIPModel(conf).eval().save_pretrained(tmp_path / "clip")
+    clip = str(tiny_clip[0])
     head = torch.nn.Sequential(torch.nn.Linear(8, 12), torch.nn.Dropout(0.2), torch.nn.Linear(12, 6),
                                torch.nn.Dropout(0.1), torch.nn.Linear(6, 1)).eval()
     torch.save({f"layers.{k}": v for k, v in head.state_dict().items()}, tmp_path / "head.pth")
     images = np.random.default_rng(0).uniform(-1, 1, (5, 1, 8, 8)).astype(np.float32)
-    scorer = P.AestheticScorer(str(tmp_path / "clip"), str(tmp_path / "head.pth"))
-    z = torch.as_tensor(ClipEmbedder(str(tmp_path / "clip")).embed(images))
+    scorer = P.AestheticScorer(clip, str(tmp_path / "head.pth"))
+    z = torch.as_tensor(ClipEmbedder(clip).embed(images))
     with torch.no_grad():
         want = head(z / z.norm(dim=1, keepdim=True))[:, 0].numpy()
     np.testing.assert_allclose(scorer.score(images), want, rtol=1e-5, atol=1e-6)
     # A head for other embeddings, or no head file, is named.
     torch.save({"weight": torch.ones(1, 5), "bias": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="takes 5-dim embeddings"):
-        P.AestheticScorer(str(tmp_path / "clip"), str(tmp_path / "bad.pth"))
+        P.AestheticScorer(clip, str(tmp_path / "bad.pth"))
     with pytest.raises(FileNotFoundError, match="shapley.aesthetic.head"):
-        P.AestheticScorer(str(tmp_path / "clip"), str(tmp_path / "none.pth"))
+        P.AestheticScorer(clip, str(tmp_path / "none.pth"))
