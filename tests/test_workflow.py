@@ -87,7 +87,8 @@ def test_outputs_follow_the_results_contract(ci_run):
     assert df[df.method == "Journey-TRAK"]["query_set"].tolist() == ["generation"]
     assert set(df[df.method == "Empirical influence"]["variant"]) == {"M=2", "M=4"}
     dtrak = df[df["method"] == "D-TRAK"]
-    assert set(dtrak["variant"].str.split(",").str[0]) == set(cfg["methods"]["d-trak"]["function"])
+    functions = yaml.safe_load((REPO / "configs" / "ci.yaml").read_text())["methods"]["d-trak"]
+    assert set(dtrak["variant"].str.split(",").str[0]) == set(functions["function"])
     assert (dtrak["n_timesteps"] == 3).all()
     assert ((df["ci_low"] <= df["lds"]) & (df["lds"] <= df["ci_high"])).all()
     assert "\\toprule" in (ci_run / "tables/lds.tex").read_text()
@@ -382,7 +383,7 @@ def ci_config():
 def test_changing_a_method_parameter_reruns_only_its_scores_tables_and_figures(ci_run, ci_config):
     ci_config["methods"]["trak"]["lambdas"] = [0.001, 0.1]
     plan = _planned(ci_run.parent.parent, ci_config)
-    # TRAK's new scores change its removal sets, so its counterfactuals are redone (2 queries),
+    # TRAK's new scores change its removal sets, so its counterfactuals are redone (1 query),
     # its row is the reference of the TRAK ensembles in the retraining table, and it is a
     # group-Shapley baseline (its group scores and the Shapley tables; no counterfactual uses it).
     # It is in the proponents grid, the cost table reads every LDS row, and the report's table
@@ -390,7 +391,7 @@ def test_changing_a_method_parameter_reruns_only_its_scores_tables_and_figures(c
     assert plan == {"compute_scores": 1, "evaluate_lds": 1, "make_lds_table": 1, "plot_lds": 1,
                     "make_retraining_table": 1, "shapley_baseline": 1, "shapley_tables": 1,
                     "make_ablation_tables": 1, "plot_ablations": 1, "retrac_targeted": 1,
-                    "plot_retrac": 1, "counterfactual_retrain": 2, "counterfactual_tables": 1,
+                    "plot_retrac": 1, "counterfactual_retrain": 1, "counterfactual_tables": 1,
                     "plot_counterfactual": 1, "plot_proponents": 1, "cost_accounting": 1,
                     "report_tables": 1, "all": 1}
 
@@ -418,15 +419,16 @@ def test_changing_the_model_reruns_training_and_everything_after(ci_run, ci_conf
     plan = _planned(ci_run.parent.parent, ci_config)
     assert "prepare_dataset" not in plan and "draw_lds_subsets" not in plan
     assert plan["train_full_model"] == 1 and plan["generate_samples"] == 1
-    # Tune, test and the datamodel family.
-    assert plan["train_lds_models"] == 4 and plan["make_lds_table"] == 1
-    # 11 feature sets of the full model + 2 per checkpoint (K-timestep, unit) + 1 replayed,
-    # + 2 per ensemble member (loss, square); Journey-TRAK's generated trajectories.
-    assert plan["featurize"] == 21 and plan["featurize_replay"] == 3
+    # Tune, test and the datamodel family (one job each).
+    assert plan["train_lds_models"] == 3 and plan["make_lds_table"] == 1
+    # 8 feature sets of the full model (loss, 3 D-TRAK functions, 4 ablation variants) + 2 per
+    # checkpoint (K-timestep, unit) + 1 replayed, + 2 per ensemble member (loss, square);
+    # Journey-TRAK's generated trajectories.
+    assert plan["featurize"] == 16 and plan["featurize_replay"] == 2
     assert plan["featurize_journey"] == 1 and plan["compute_generation_scores"] == 1
     # Every score (the generation set is new), every counterfactual (the model is new).
-    assert plan["compute_scores"] == 30 and plan["retrac_norm_analyses"] == 1
-    assert plan["counterfactual_retrain"] == 6 and plan["embed"] == 1
+    assert plan["compute_scores"] == 27 and plan["retrac_norm_analyses"] == 1
+    assert plan["counterfactual_retrain"] == 3 and plan["embed"] == 1
     assert "train_embedder" not in plan
     # The outlier experiment shares the model section, so its model is retrained too.
     assert plan["train_outlier_model"] == 1 and "prepare_outlier_dataset" not in plan
