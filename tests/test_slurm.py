@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
 REPO = Path(__file__).resolve().parent.parent
@@ -142,7 +143,10 @@ def test_ci_workflow_through_slurm(cluster, ci_run, tmp_path):
     states = ours[ours["rule"] == "train_lds_models"]["state"]
     assert (states == "FAILED").sum() >= 1, states.tolist()
     assert "Error in rule train_lds_models" in proc.stdout + proc.stderr
-    n_retrain_jobs = 4  # 4 tune + 6 test × 2 seeds + 4 datamodel, 8 per job: 1 + 2 + 1 jobs
+    # One job per lds.retrains_per_job retrains of each family (tune, test, datamodel).
+    cfg = yaml.safe_load((REPO / "configs/ci.yaml").read_text())["lds"]
+    n_retrain_jobs = sum(-(-cfg[f]["n_subsets"] * cfg[f]["n_seeds"] // cfg["retrains_per_job"])
+                         for f in ("tune", "test", "datamodel"))
     assert (states == "COMPLETED").sum() == n_retrain_jobs
     assert (ours[ours["rule"] != "train_lds_models"]["state"] == "COMPLETED").all()
 
