@@ -523,10 +523,9 @@ def _shapley(base: str, config: dict, s: Sizes, wc: dict) -> Need:
         need = _retrains(config, s, rec["recovery"], 1, False)
     elif base == "shapley_submodels":
         way, family = wc.get("way", "retrain"), wc.get("sfamily", "kernel")
-        total = cfg["submodels"][way] if family == "kernel" else \
-            len(cfg["lds"]["alphas"]) * cfg["lds"]["n_subsets"]
-        from dabench.shapley import per_job as per_job_of
+        from dabench.shapley import n_submodels, per_job as per_job_of
 
+        total = n_submodels(cfg, family, way)
         per_job = per_job_of(cfg, way)
         n = max(1, min(per_job, total - int(wc.get("chunk", 0)) * per_job))
         need = _retrains(config, s, rec[way], n, False)

@@ -91,21 +91,24 @@ def _training_set(train_path) -> tuple[np.ndarray, object]:
     return data["train_images"], conditioning(data)
 
 
-def empty_model(full_model_path, model_cfg: dict, seed: int):
-    """θ_∅, the model trained on no data: a UNet trained whole, the full model's initialisation;
-    a LoRA fine-tune, its base (the full model's adapter with every weight zero)."""
+def empty_model(unet, meta: dict, model_cfg: dict, seed: int):
+    """θ_∅ of the full model ``unet`` (with its sidecar ``meta``), the model trained on no data: a
+    UNet trained whole, the full model's initialisation; a LoRA fine-tune, its base (a copy of the
+    full model with every adapter weight zero)."""
+    import copy
+
     import torch
 
     from dabench import device as D
     from dabench import model as M
 
-    unet, meta = M.load_model(full_model_path)
     if meta.get("model_family") == "latent":
+        empty = copy.deepcopy(unet)
         with torch.no_grad():
-            for p in unet.parameters():
+            for p in empty.parameters():
                 if p.requires_grad:
                     p.zero_()
-        return unet
+        return empty
     cfg_u = meta["unet_config"]
     return M.build_unet(model_cfg, cfg_u["in_channels"], cfg_u["sample_size"],
                         meta.get("init_seed", derive_seed(seed, "full-init"))).to(D.current())
@@ -143,12 +146,12 @@ def write_reference(full_model_path, classifier_path, model_cfg: dict, generatio
     from dabench.io import save_json, save_npz
     from dabench.properties import fit_clusters
 
-    unet, _ = M.load_model(full_model_path)
+    unet, meta = M.load_model(full_model_path)
     ev = Evaluator(classifier_path, None, model_cfg, generation_cfg, cfg, seed, train_path)
     images = ev.samples(unet)
     ev.centroids = fit_clusters(ev.model.embed(images), cfg["n_clusters"])
     full, _ = ev(unet)
-    f_empty, empty_images = ev(empty_model(full_model_path, model_cfg, seed))
+    f_empty, empty_images = ev(empty_model(unet, meta, model_cfg, seed))
     save_npz(out_path, centroids=ev.centroids, images=images, empty_images=empty_images,
              seeds=ev.seeds)
     out = {"full": full, "empty": f_empty, "n_clusters": int(len(ev.centroids)),
@@ -206,11 +209,16 @@ def per_job(cfg: dict, way: str) -> int:
     return int(value[way] if isinstance(value, dict) else value)
 
 
+def n_submodels(cfg: dict, family: str, way: str) -> int:
+    """How many ``kernel`` submodels of ``way``, or ``heldout`` retrains, the branch trains."""
+    if family == "kernel":
+        return cfg["submodels"][way]
+    return len(cfg["lds"]["alphas"]) * cfg["lds"]["n_subsets"]
+
+
 def n_chunks(cfg: dict, family: str, way: str) -> int:
     """Jobs of the ``kernel`` submodels of ``way`` or of the ``heldout`` retrains."""
-    n = cfg["submodels"][way] if family == "kernel" else \
-        len(cfg["lds"]["alphas"]) * cfg["lds"]["n_subsets"]
-    return -(-n // per_job(cfg, way))
+    return -(-n_submodels(cfg, family, way) // per_job(cfg, way))
 
 
 def chunk_rows(n: int, per_job: int, chunk: int) -> list[int]:
