@@ -49,7 +49,8 @@ report: "report/workflow.rst"
 # The companion run (config key companion, e.g. the default's latent experiment): this same
 # workflow as a Snakemake module with the companion's config, its rules renamed companion_*, its
 # results under results/<its name>/. One DAG: its jobs share the cores (or the cluster) with
-# these, and `snakemake -n` plans both.
+# these, and `snakemake -n` plans both. A list of companions chains: the first companion's module
+# has the others as its own companion (rules companion_companion_*, ...).
 if COMPANION:
 
     module companion:
@@ -77,8 +78,8 @@ rule all:
 # runs or is queued on a cluster (a dry run does not check them).
 onstart:
     missing = dabench_config.missing_paths(config, RUN)
-    if COMPANION:
-        missing += dabench_config.missing_paths(COMPANION, f"results/{COMPANION['name']}")
+    for other in COMPANIONS:
+        missing += dabench_config.missing_paths(other, f"results/{other['name']}")
     if missing:
         raise WorkflowError("missing inputs:\n  " + "\n  ".join(missing))
 
@@ -87,5 +88,5 @@ onsuccess:
     from dabench.tables import summary
 
     print(summary(RUN))
-    if COMPANION:
-        print(summary(f"results/{COMPANION['name']}"))
+    for other in COMPANIONS:
+        print(summary(f"results/{other['name']}"))

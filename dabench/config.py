@@ -127,21 +127,24 @@ def _check_consistency(config: dict) -> None:
     if model["beta_end"] <= model["beta_start"]:
         problems.append("model.beta_end must be larger than model.beta_start")
     if is_latent(config):
-        model = config["latent"]["pretrain"]["unet"]
         pre = config["latent"]["pretrain"]
-        for part in ("unet", "autoencoder"):
+        # A text-to-image model's UNet is the base's; a latent DDPM's is section model's.
+        parts = ("unet", "autoencoder") if is_text_to_image(config) else ("autoencoder",)
+        if is_text_to_image(config):
+            model = pre["unet"]
+        for part in parts:
             for ch in pre[part]["block_out_channels"]:
                 if ch % pre[part]["norm_num_groups"]:
                     problems.append(f"latent.pretrain.{part}.norm_num_groups="
                                     f"{pre[part]['norm_num_groups']} does not divide "
                                     f"block_out_channels entry {ch}")
     n_levels = len(model["block_out_channels"])
-    prefix = "latent.pretrain.unet" if is_latent(config) else "model"
+    prefix = "latent.pretrain.unet" if is_text_to_image(config) else "model"
     for key in ("down_block_types", "up_block_types"):
         if len(model[key]) != n_levels:
             problems.append(f"{prefix}.{key} has {len(model[key])} entries but "
                             f"{prefix}.block_out_channels has {n_levels}")
-    if not is_latent(config):
+    if not is_text_to_image(config):
         for ch in model["block_out_channels"]:
             if ch % model["norm_num_groups"]:
                 problems.append(f"model.norm_num_groups={model['norm_num_groups']} does not "
@@ -161,7 +164,7 @@ def _check_consistency(config: dict) -> None:
                         f"{config['data']['n_train']} leaves empty subsets")
     if is_latent(config) and config["retrac"]["enabled"]:
         problems.append("retrac.enabled: the ReTrac analyses run on pixel models only so far "
-                        "(model.family latent); set retrac.enabled: false")
+                        f"(model.family {config['model']['family']}); set retrac.enabled: false")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
@@ -304,6 +307,12 @@ def shapley_plan(config: dict) -> dict | None:
 
 
 def is_latent(config: dict) -> bool:
+    """A model on an autoencoder's latents: text-to-image (LoRA) or a latent DDPM."""
+    return config["model"]["family"] in ("latent", "latent-ddpm")
+
+
+def is_text_to_image(config: dict) -> bool:
+    """A LoRA fine-tune of a text-conditioned base (prompts, a text encoder, guidance)."""
     return config["model"]["family"] == "latent"
 
 
@@ -319,13 +328,29 @@ def base_folder(config: dict, run_dir: str | Path) -> str | None:
 
 def model_section(config: dict, run_dir: str | Path) -> dict:
     """What every stage that builds, trains or samples the model reads: the ``model`` section,
-    and for a latent model also its base folder, LoRA shape (the base is fixed; only the adapter
+    and for a latent model also its base folder (its autoencoder decodes the samples) and latent
+    scale; a text-to-image model's also its LoRA shape (the base is fixed; only the adapter
     trains) and guidance scale."""
     model = dict(config["model"])
     if is_latent(config):
-        model.update(base=base_folder(config, run_dir), lora=dict(config["latent"]["lora"]),
-                     guidance=config["latent"]["guidance"])
+        model["base"] = base_folder(config, run_dir)
+        if config["latent"]["scaling_factor"] is not None:
+            model["scaling_factor"] = config["latent"]["scaling_factor"]
+    if is_text_to_image(config):
+        model.update(lora=dict(config["latent"]["lora"]), guidance=config["latent"]["guidance"])
     return model
+
+
+def encoding_params(config: dict, run_dir: str | Path) -> dict | None:
+    """How prepare_dataset encodes a latent model's examples: the ``latent`` section with its
+    ``base`` folder (and ``conditional: false`` for a latent DDPM: no prompts); None for a pixel
+    model."""
+    if not is_latent(config):
+        return None
+    params = {**config["latent"], "base": base_folder(config, run_dir)}
+    if not is_text_to_image(config):
+        params["conditional"] = False
+    return params
 
 
 def pretrain_recipe(config: dict) -> dict:
@@ -338,11 +363,15 @@ def pretrain_recipe(config: dict) -> dict:
 
 
 def companion_config(config: dict) -> dict | None:
-    """The companion run's config (``companion``: a config file run in the same workflow),
-    validated; None when there is none. It must have no companion and another name."""
-    path = config.get("companion")
-    if not path:
+    """The companion run's config (``companion``: a config file run in the same workflow, or a
+    list of them), validated; None when there is none. A list chains: the first companion gets
+    the rest as its own companions, so every run of the chain is one module of the one before.
+    Every run of the chain has its own name, and a companion file names no companion itself."""
+    paths = config.get("companion")
+    if not paths:
         return None
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    path, rest = paths[0], paths[1:]
     full = Path(path) if Path(path).is_absolute() else REPO_ROOT / path
     if not full.is_file():
         raise ConfigError(f"config key companion: {path!r} is not a config file")
@@ -352,11 +381,29 @@ def companion_config(config: dict) -> dict | None:
         raise ConfigError(f"config key companion ({path}): {err}") from None
     if companion.get("companion"):
         raise ConfigError(f"config key companion: {path} has a companion of its own "
-                          f"({companion['companion']!r}); companions do not nest")
+                          f"({companion['companion']!r}); list every companion in the main "
+                          f"config instead")
     if companion["name"] == config["name"]:
         raise ConfigError(f"config key companion: {path} has this run's name "
                           f"{config['name']!r}; its results would overwrite this run's")
+    if rest:
+        companion["companion"] = rest
     return companion
+
+
+def companion_chain(config: dict) -> list[dict]:
+    """Every companion run's config, in chain order (see :func:`companion_config`); the names of
+    all runs must differ (each has its results/<name>/)."""
+    chain, current = [], companion_config(config)
+    names = [config["name"]]
+    while current is not None:
+        if current["name"] in names:
+            raise ConfigError(f"config key companion: two runs of this workflow are named "
+                              f"{current['name']!r}; their results would overwrite each other")
+        names.append(current["name"])
+        chain.append(current)
+        current = companion_config(current)
+    return chain
 
 
 def _check_retrac(config: dict) -> None:
@@ -392,9 +439,9 @@ def missing_paths(config: dict, run_dir: str | Path | None = None) -> list[str]:
             problems.append(problem)
     base = config["latent"]["base"]
     if is_latent(config) and base:
-        from dabench.latent import missing_base_parts
+        from dabench.latent import base_parts, missing_base_parts
 
-        missing = missing_base_parts(base)
+        missing = missing_base_parts(base, base_parts(config["model"]["family"]))
         if missing:
             problems.append(f"latent.base: {base!r} is not a diffusers pipeline folder "
                             f"(missing {', '.join(missing)})")

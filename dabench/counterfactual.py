@@ -95,13 +95,15 @@ def run_counterfactual(train_path, generation_path, scores_path, method_id: str,
            "removed": removed, "query": np.int64(query), "k": np.int64(k),
            "n_positive_removed": np.int64(-1 if row is None else int((row[removed] > 0).sum())),
            "seconds": np.float64(seconds)}
-    if query_cond is not None:
-        # Latents compared as latents (D-TRAK's latent distance); pixels decoded for the figures
-        # and the embedder.
+    if "pixels" in samples:
+        # A latent model: latents compared as latents (D-TRAK's latent distance); pixels decoded
+        # for the figures and the embedder.
         from dabench.latent import decode_with_base
 
         out["original_pixels"] = samples["pixels"][query]
-        out["counterfactual_pixels"] = decode_with_base(model_cfg["base"], regenerated[None])[0]
+        out["counterfactual_pixels"] = decode_with_base(
+            model_cfg["base"], regenerated[None],
+            scaling_factor=model_cfg.get("scaling_factor"))[0]
     save_npz(out_path, **out)
     remove_leftovers(*resume_pattern(resume_path))
     print(f"[dabench] counterfactual {method_id} query {query}: removed {k}, retrained and "

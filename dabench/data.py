@@ -419,9 +419,11 @@ def write_dataset(data_cfg: dict, seed: int, train_path, validation_path, info_p
     extra = {"train": {}, "validation": {}}
     if latent is not None:
         d = latent_examples(d, data_cfg, latent, latent["base"])
-        shared = {"contexts": d["contexts"], "uncond": d["uncond"], "prompts": d["prompts"]}
-        extra = {s: {"pixels": d[f"{s}_pixels"], "prompt": d[f"{s}_prompt"], **shared}
-                 for s in ("train", "validation")}
+        extra = {s: {"pixels": d[f"{s}_pixels"]} for s in ("train", "validation")}
+        if "contexts" in d:
+            shared = {"contexts": d["contexts"], "uncond": d["uncond"], "prompts": d["prompts"]}
+            for s in ("train", "validation"):
+                extra[s].update(prompt=d[f"{s}_prompt"], **shared)
     save_npz(train_path, train_images=d["train_images"], labels=d["train_labels"],
              source_index=d["train_source"], origin=d["train_origin"], **extra["train"])
     save_npz(validation_path, images=d["validation_images"], labels=d["validation_labels"],
@@ -437,7 +439,7 @@ def write_dataset(data_cfg: dict, seed: int, train_path, validation_path, info_p
             "n_validation_outliers": int(d["validation_origin"].sum()),
             "n_validation": len(d["validation_source"]), "shape": list(d["train_images"].shape[1:]),
             "validation_split": d["validation_split"],
-            **({"prompts": [str(p) for p in d["prompts"]]} if latent is not None else {}),
+            **({"prompts": [str(p) for p in d["prompts"]]} if "prompts" in d else {}),
             "class_counts": {int(c): int(n) for c, n in zip(*np.unique(d["train_labels"],
                                                                       return_counts=True))},
             "config": data_cfg}
@@ -543,15 +545,23 @@ def latent_examples(d: dict, data_cfg: dict, latent_cfg: dict, base_folder) -> d
     the base's autoencoder (``*_images`` become latents z₀; the images stay as ``*_pixels``, for
     figures and the embedder) and each example's prompt encoded once per distinct prompt by the
     base's text encoder (``contexts`` (P, L, D), ``*_prompt`` (N,) indices, ``uncond``: the empty
-    prompt's, for guidance; ``prompts``: the P texts)."""
+    prompt's, for guidance; ``prompts``: the P texts). ``latent_cfg['conditional']`` False (a
+    latent DDPM): latents only; ``latent_cfg['scaling_factor']``: the latent scale, if given."""
     from dabench import device as D
-    from dabench.latent import encode_images, encode_prompts, load_base
+    from dabench.latent import encode_images, encode_prompts, load_autoencoder, load_base
 
-    parts = load_base(base_folder, ("vae", "text_encoder", "tokenizer"))
     device = D.current()
-    vae, text_encoder = parts["vae"].to(device), parts["text_encoder"].to(device)
-    names = class_names(data_cfg, latent_cfg.get("label_names"))
+    vae = load_autoencoder(base_folder, latent_cfg.get("scaling_factor")).to(device)
     out = dict(d)
+    if not latent_cfg.get("conditional", True):
+        # A latent DDPM: unconditional, its examples are their latents alone.
+        for s in ("train", "validation"):
+            out[f"{s}_pixels"] = d[f"{s}_images"]
+            out[f"{s}_images"] = encode_images(vae, d[f"{s}_images"])
+        return out
+    parts = load_base(base_folder, ("text_encoder", "tokenizer"))
+    text_encoder = parts["text_encoder"].to(device)
+    names = class_names(data_cfg, latent_cfg.get("label_names"))
     per_split = {s: example_prompts(d[f"{s}_labels"], latent_cfg["prompt"], names,
                                     "latent.label_names") for s in ("train", "validation")}
     prompts = sorted(set(per_split["train"]) | set(per_split["validation"]))

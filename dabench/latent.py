@@ -117,17 +117,29 @@ def _seeded(seed: int, make):
 
 
 def build_autoencoder(cfg: dict, channels: int, resolution: int, seed: int):
-    """A small ``AutoencoderKL``: ``cfg['block_out_channels']`` (one 2× downsampling between
-    consecutive blocks), ``latent_channels``, ``layers_per_block``, ``norm_num_groups``."""
-    from diffusers import AutoencoderKL
+    """A small autoencoder: an ``AutoencoderKL`` (``cfg['kind']`` kl, the default) or a
+    ``VQModel`` (vq, with ``num_vq_embeddings`` codebook entries): ``block_out_channels`` (one 2×
+    downsampling between consecutive blocks), ``latent_channels``, ``layers_per_block``,
+    ``norm_num_groups``."""
+    from diffusers import AutoencoderKL, VQModel
 
     n = len(cfg["block_out_channels"])
-    return _seeded(seed, lambda: AutoencoderKL(
+    common = dict(
         in_channels=channels, out_channels=channels, sample_size=resolution,
         down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
         block_out_channels=tuple(cfg["block_out_channels"]),
         layers_per_block=cfg["layers_per_block"], latent_channels=cfg["latent_channels"],
-        norm_num_groups=cfg["norm_num_groups"], scaling_factor=cfg.get("scaling_factor", 1.0)))
+        norm_num_groups=cfg["norm_num_groups"], scaling_factor=cfg.get("scaling_factor", 1.0))
+    if cfg.get("kind", "kl") == "vq":
+        return _seeded(seed, lambda: VQModel(**common,
+                                             num_vq_embeddings=cfg["num_vq_embeddings"]))
+    return _seeded(seed, lambda: AutoencoderKL(**common))
+
+
+def is_vq(vae) -> bool:
+    """A vector-quantised autoencoder (diffusers ``VQModel``): its encoder gives the latents
+    before quantisation, its decoder quantises them first (as LDM's VQ-f4)."""
+    return hasattr(vae, "quantize")
 
 
 def build_text_encoder(cfg: dict, tokenizer, seed: int):
@@ -193,6 +205,27 @@ def latent_unet_kwargs(latent_cfg: dict, resolution: int) -> tuple[dict, int]:
     return (conditional_unet_kwargs(pre["unet"], ae["latent_channels"], latent_res,
                                     pre["text_encoder"]["hidden_size"]),
             pre["text_encoder"]["max_length"])
+
+
+# What planning assumes of a base that is not on disk yet: Stable Diffusion's KL-f8 autoencoder
+# (4 channels, 1/8 of the side) and LDM's VQ-f4 (3 channels, 1/4: CelebA-HQ 256² -> 64²).
+ASSUMED_AUTOENCODER = {"latent": (4, 8), "latent-ddpm": (3, 4)}
+
+
+def latent_shape(latent_cfg: dict, family: str, resolution: int) -> tuple[int, int]:
+    """(channels, side) of a latent model's latents for images of side ``resolution``: from
+    ``latent.base``'s autoencoder config, :data:`ASSUMED_AUTOENCODER` when that base is not
+    there yet, else (the embedded scale) from ``latent.pretrain.autoencoder``."""
+    base = latent_cfg.get("base")
+    if base:
+        cfg = autoencoder_config(base)
+        if cfg is None:
+            channels, factor = ASSUMED_AUTOENCODER[family]
+            return channels, resolution // factor
+        channels = cfg.get("vq_embed_dim") or cfg.get("latent_channels", 4)
+        return channels, resolution // 2 ** (len(cfg.get("block_out_channels", [0])) - 1)
+    ae = latent_cfg["pretrain"]["autoencoder"]
+    return ae["latent_channels"], resolution // 2 ** (len(ae["block_out_channels"]) - 1)
 
 
 def build_conditional_unet(cfg: dict, latent_channels: int, latent_resolution: int,
@@ -267,20 +300,29 @@ def encode_prompts(text_encoder, tokenizer, prompts: list[str]) -> torch.Tensor:
     return text_encoder(ids.to(device)).last_hidden_state.float().cpu()
 
 
+def _encode(vae, x: torch.Tensor) -> torch.Tensor:
+    """The unscaled latent of ``x``: a KL posterior's mean, a VQ encoder's pre-quantisation
+    output."""
+    out = vae.encode(x)
+    return out.latents if is_vq(vae) else out.latent_dist.mean
+
+
 @torch.no_grad()
 def encode_images(vae, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """z₀ = E(x)·s, the posterior mean scaled by the autoencoder's ``scaling_factor``:
-    (N, C, H, W) in [-1, 1] -> (N, c, h, w) float32."""
+    """z₀ = E(x)·s, the latent scaled by the autoencoder's ``scaling_factor`` (a KL
+    autoencoder's posterior mean, a VQ one's latent before quantisation — what LDM trains its
+    DDPM on): (N, C, H, W) in [-1, 1] -> (N, c, h, w) float32."""
     device = next(vae.parameters()).device
     s = float(vae.config.scaling_factor)
-    out = [vae.encode(torch.as_tensor(images[i:i + batch_size]).to(device)).latent_dist.mean * s
+    out = [_encode(vae, torch.as_tensor(images[i:i + batch_size]).to(device)) * s
            for i in range(0, len(images), batch_size)]
     return torch.cat(out).float().cpu().numpy()
 
 
 @torch.no_grad()
 def decode_latents(vae, latents: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """x = D(z₀ / s), clipped to [-1, 1]: the inverse of :func:`encode_images`."""
+    """x = D(z₀ / s), clipped to [-1, 1]: the inverse of :func:`encode_images` (a VQ decoder
+    quantises z₀ / s to its codebook first)."""
     device = next(vae.parameters()).device
     s = float(vae.config.scaling_factor)
     out = [vae.decode(torch.as_tensor(latents[i:i + batch_size]).to(device) / s).sample
@@ -288,10 +330,11 @@ def decode_latents(vae, latents: np.ndarray, batch_size: int = 8) -> np.ndarray:
     return torch.cat(out).clamp(-1, 1).float().cpu().numpy()
 
 
-def decode_with_base(base_folder, latents: np.ndarray, device=None) -> np.ndarray:
+def decode_with_base(base_folder, latents: np.ndarray, device=None,
+                     scaling_factor: float | None = None) -> np.ndarray:
     """:func:`decode_latents` with the autoencoder of ``base_folder`` (on ``device``, default
-    the CPU): the images of a latent model's samples."""
-    vae = load_base(base_folder, ("vae",))["vae"]
+    the CPU; ``scaling_factor``: latent.scaling_factor): the images of a latent model's samples."""
+    vae = load_autoencoder(base_folder, scaling_factor)
     return decode_latents(vae.to(device) if device is not None else vae, latents)
 
 
@@ -309,28 +352,90 @@ def latent_distance(z_before: np.ndarray, z_after: np.ndarray) -> np.ndarray:
 # The base on disk: a diffusers-style folder, as Stable Diffusion checkpoints are laid out
 
 BASE_PARTS = ("vae", "text_encoder", "tokenizer", "unet")
+# A latent DDPM's base is its autoencoder alone: vae/, or vqvae/ as an LDMPipeline folder
+# (CompVis/ldm-celebahq-256) holds its VQ-VAE.
+AUTOENCODER_FOLDERS = ("vae", "vqvae")
 
 
-def save_base(folder, vae, text_encoder, tokenizer, unet) -> Path:
-    """Write the frozen parts in the layout of a diffusers pipeline folder (``vae/``,
-    ``text_encoder/``, ``tokenizer/``, ``unet/``, safetensors weights): the embedded scale's
-    base then loads exactly as a real one (:func:`load_base`)."""
+def base_parts(family: str) -> tuple[str, ...]:
+    """The parts a model family reads from its base: a text-to-image model (``latent``) all of
+    :data:`BASE_PARTS`, a latent DDPM the autoencoder (part ``vae``)."""
+    return BASE_PARTS if family == "latent" else ("vae",)
+
+
+def save_autoencoder(folder, vae) -> Path:
+    """Write ``vae`` into ``folder/vae`` (KL) or ``folder/vqvae`` (VQ, the LDMPipeline layout)."""
+    path = Path(folder) / ("vqvae" if is_vq(vae) else "vae")
+    vae.save_pretrained(path)
+    return path
+
+
+def save_base(folder, vae, text_encoder=None, tokenizer=None, unet=None) -> Path:
+    """Write the frozen parts in the layout of a diffusers pipeline folder (``vae/`` or
+    ``vqvae/``, ``text_encoder/``, ``tokenizer/``, ``unet/``, safetensors weights): the embedded
+    scale's base then loads exactly as a real one (:func:`load_base`). A latent DDPM's base is
+    the autoencoder alone."""
     folder = Path(folder)
-    vae.save_pretrained(folder / "vae")
-    text_encoder.save_pretrained(folder / "text_encoder")
-    tokenizer.save_pretrained(folder / "tokenizer")
-    unet.save_pretrained(folder / "unet")
+    save_autoencoder(folder, vae)
+    if text_encoder is not None:
+        text_encoder.save_pretrained(folder / "text_encoder")
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder / "tokenizer")
+    if unet is not None:
+        unet.save_pretrained(folder / "unet")
     return folder
 
 
-def missing_base_parts(folder) -> list[str]:
-    """The sub-folders of a base that are absent (each needs its config.json)."""
+def autoencoder_dir(folder) -> Path | None:
+    """The base's autoencoder sub-folder (``vae/`` or ``vqvae/`` with a config.json), or None."""
+    for name in AUTOENCODER_FOLDERS:
+        if (Path(folder) / name / "config.json").is_file():
+            return Path(folder) / name
+    return None
+
+
+def autoencoder_config(folder) -> dict | None:
+    """The base's autoencoder config.json (its ``_class_name`` says KL or VQ), or None."""
+    sub = autoencoder_dir(folder)
+    return None if sub is None else json.loads((sub / "config.json").read_text())
+
+
+def load_autoencoder(folder, scaling_factor: float | None = None):
+    """The base's autoencoder, frozen: an ``AutoencoderKL`` or a ``VQModel`` by its config's
+    ``_class_name``; ``scaling_factor`` (latent.scaling_factor) replaces its own when given."""
+    from diffusers import AutoencoderKL, VQModel
+
+    sub = autoencoder_dir(folder)
+    if sub is None:
+        raise FileNotFoundError(f"latent model base {folder} has no autoencoder "
+                                f"({' or '.join(f'{n}/config.json' for n in AUTOENCODER_FOLDERS)})")
+    kind = json.loads((sub / "config.json").read_text()).get("_class_name", "AutoencoderKL")
+    classes = {"AutoencoderKL": AutoencoderKL, "VQModel": VQModel}
+    if kind not in classes:
+        raise ValueError(f"{sub}/config.json: autoencoder class {kind!r} is not one of "
+                         f"{', '.join(classes)}")
+    vae = classes[kind].from_pretrained(str(sub)).requires_grad_(False).eval()
+    if scaling_factor is not None:
+        vae.register_to_config(scaling_factor=float(scaling_factor))
+    return vae
+
+
+def missing_base_parts(folder, parts: tuple[str, ...] = BASE_PARTS) -> list[str]:
+    """The sub-folders of a base that are absent (each needs its config.json); part ``vae`` is
+    the autoencoder, in ``vae/`` or ``vqvae/``."""
     folder = Path(folder)
     # A tokenizer is a fast tokenizer's tokenizer.json or a CLIP BPE's vocab.json + merges.txt.
     need = {"vae": ["config.json"], "text_encoder": ["config.json"],
             "tokenizer": ["tokenizer.json", "vocab.json"], "unet": ["config.json"]}
-    return [f"{folder / part / names[0]}" for part, names in need.items()
-            if not any((folder / part / name).is_file() for name in names)]
+    missing = []
+    for part in parts:
+        if part == "vae":
+            if autoencoder_dir(folder) is None:
+                missing.append(" or ".join(f"{folder / n / 'config.json'}"
+                                           for n in AUTOENCODER_FOLDERS))
+        elif not any((folder / part / name).is_file() for name in need[part]):
+            missing.append(f"{folder / part / need[part][0]}")
+    return missing
 
 
 def load_unet(folder):
@@ -368,16 +473,15 @@ def load_base(folder, parts: tuple[str, ...] = BASE_PARTS) -> dict:
     """The frozen ``parts`` of a base folder written by :func:`save_base` or a real Stable
     Diffusion checkpoint (miniSD): {part: module or tokenizer}. A missing part is an error that
     names it."""
-    from diffusers import AutoencoderKL
     from transformers import CLIPTextModel
 
-    missing = [m for m in missing_base_parts(folder) if Path(m).parent.name in parts]
+    missing = missing_base_parts(folder, parts)
     if missing:
         raise FileNotFoundError(f"latent model base {folder} lacks {', '.join(missing)}")
     folder = Path(folder)
     out = {}
     if "vae" in parts:
-        out["vae"] = AutoencoderKL.from_pretrained(str(folder / "vae")).requires_grad_(False).eval()
+        out["vae"] = load_autoencoder(folder)
     if "text_encoder" in parts:
         out["text_encoder"] = CLIPTextModel.from_pretrained(
             str(folder / "text_encoder")).requires_grad_(False).eval()
@@ -408,7 +512,9 @@ def train_autoencoder(vae, images: np.ndarray, steps: int, batch_size: int, lr: 
                       kl_weight: float, seed: int, progress: bool | str = False):
     """Train ``vae`` on ``images`` (N, C, H, W) in [-1, 1]: mean squared reconstruction error of
     a posterior sample plus ``kl_weight`` × KL(q(z|x) ‖ N(0, I)) per latent element (the
-    autoencoder objective of latent diffusion, without its perceptual and adversarial terms).
+    autoencoder objective of latent diffusion, without its perceptual and adversarial terms) —
+    a VQ autoencoder: the reconstruction of the quantised latent (straight-through) plus the
+    quantiser's codebook and commitment losses (VQ-VAE's objective; ``kl_weight`` unused).
     Batches and posterior samples come from ``seed``: the same call gives the same weights.
     Then sets the ``scaling_factor`` s = 1 / std of the latent means (as Stable Diffusion chose
     its 0.18215), so that z₀ = s·μ has unit variance. Returns the frozen, eval-mode ``vae``."""
@@ -425,11 +531,15 @@ def train_autoencoder(vae, images: np.ndarray, steps: int, batch_size: int, lr: 
                    unit="step", mininterval=2.0, leave=False)
     for _ in range(steps):
         x = x_all[rng.choice(len(x_all), size=min(batch_size, len(x_all)), replace=False)]
-        posterior = vae.encode(x).latent_dist
-        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
-        recon = vae.decode(z).sample
-        kl = 0.5 * (posterior.mean ** 2 + posterior.var - 1.0 - posterior.logvar).mean()
-        loss = ((recon - x) ** 2).mean() + kl_weight * kl
+        if is_vq(vae):
+            recon, codebook = vae.decode(vae.encode(x).latents, return_dict=False)
+            loss = ((recon - x) ** 2).mean() + codebook.mean()
+        else:
+            posterior = vae.encode(x).latent_dist
+            z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
+            recon = vae.decode(z).sample
+            kl = 0.5 * (posterior.mean ** 2 + posterior.var - 1.0 - posterior.logvar).mean()
+            loss = ((recon - x) ** 2).mean() + kl_weight * kl
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -242,5 +242,6 @@ def shapley_attribution(key: str) -> str:
     return f"shapley/baselines/{key.rsplit('.', 1)[0]}.json"
 
 
-def shapley_counterfactual(key: str) -> str:
-    return f"shapley/counterfactual/{key}.npz"
+def shapley_counterfactual(key: str, part: int | str = 0) -> str:
+    """One job's retrains of group counterfactual ``key`` (part ``part`` of its seeds)."""
+    return f"shapley/counterfactual/{key}.part{part}.npz"

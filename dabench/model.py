@@ -206,9 +206,12 @@ def model_metadata(model_cfg: dict, recipe: dict, image_shape) -> dict:
         lora = model_cfg["lora"]
         return {"recipe": recipe, "model_config": model_cfg,
                 **adapter_metadata(model_cfg["base"], lora["rank"], lora["alpha"])}
+    # A latent DDPM's: also the base whose autoencoder decodes its samples.
+    family = ({"model_family": "latent-ddpm", "base": str(model_cfg["base"])}
+              if model_cfg.get("family") == "latent-ddpm" else {})
     return {"recipe": recipe,
             "unet_config": unet_config(model_cfg, image_shape[1], image_shape[-1]),
-            "model_config": model_cfg}
+            "model_config": model_cfg, **family}
 
 
 def save_model(path, unet, meta: dict) -> None:

@@ -93,8 +93,9 @@ class Sizes:
     channels: int
     resolution: int
     profile: dict
-    # A latent model: its LoRA adapter's parameters (the only ones trained and differentiated;
-    # the base's are frozen) and the pixels kept beside its latents; None / 0 for a pixel model.
+    # A text-to-image model: its LoRA adapter's parameters (the only ones trained and
+    # differentiated; the base's are frozen); any latent model: the pixels kept beside its
+    # latents. None / 0 for a pixel model.
     trainable: int | None = None
     pixel_bytes: int = 0
 
@@ -149,6 +150,13 @@ def sizes(config: dict, outliers: bool = False) -> Sizes:
         profile = unet_profile({**kwargs, "_context_length": context})
         return Sizes(n_train, queries, kwargs["in_channels"], kwargs["sample_size"], profile,
                      trainable=config["latent"]["lora"]["rank"] * profile["lora_dims_per_rank"],
+                     pixel_bytes=4 * channels * resolution ** 2)
+    if config["model"]["family"] == "latent-ddpm" and not outliers:
+        # The UNet of section model, trained whole on the autoencoder's latents.
+        from dabench.latent import latent_shape
+
+        lc, lres = latent_shape(config["latent"], "latent-ddpm", resolution)
+        return Sizes(n_train, queries, lc, lres, config_profile(config["model"], lc, lres),
                      pixel_bytes=4 * channels * resolution ** 2)
     return Sizes(n_train, queries, channels, resolution,
                  config_profile(config["model"], channels, resolution))
@@ -297,12 +305,27 @@ def _retrains(config, s: Sizes, recipe: dict, n_models: int, outputs: bool) -> N
 
 def _generation(need: Need, config, s: Sizes, n: int, trajectory: bool = False) -> None:
     steps = config["generation"]["inference_steps"]
-    # Classifier-free guidance (a latent model) runs the UNet twice a step: with and without the
-    # prompt.
-    passes = 2 if s.trainable is not None and config["latent"]["guidance"] != 1 else 1
-    _forward(need, config, s, passes * n * steps, extra_bytes=2 * n * s.image_bytes)
+    # Classifier-free guidance (a text-to-image model) runs the UNet twice a step: with and
+    # without the prompt.
+    guided = config["model"]["family"] == "latent" and config["latent"]["guidance"] != 1
+    _forward(need, config, s, (2 if guided else 1) * n * steps, extra_bytes=2 * n * s.image_bytes)
+    if s.pixel_bytes:
+        _autoencoder(need, s, n)          # the samples decoded
     if trajectory:
         need.disk_bytes += (steps + 1) * n * s.image_bytes
+
+
+def _autoencoder(need: Need, s: Sizes, n: int) -> None:
+    """``n`` images through a latent model's autoencoder in batches of 8
+    (:func:`dabench.latent.encode_images` / ``decode_latents``): a pass is counted as two no-grad
+    forward passes of the UNet, in time and in memory, and the autoencoder as big as the UNet."""
+    from dabench.architecture import FORWARD_FACTOR
+
+    need.gpu = True
+    need.work.append(("forward", 2 * s.flops * n, n // 8 + 1))
+    need.host_bytes = max(need.host_bytes, 2 * s.model_bytes)
+    need.gpu_bytes = max(need.gpu_bytes,
+                         2 * s.model_bytes + 8 * 2 * FORWARD_FACTOR * s.activations)
 
 
 CLIP_FLOPS, CLIP_BYTES = 4.4e9, 700 * MB        # ViT-B/32 image tower at 224 px, its weights
@@ -346,30 +369,23 @@ def _prepare(job: _Job) -> Need:
     need.work_bytes = 4 * (s.n_train + sum(s.queries.values())) * s.image_bytes \
         + _source_bytes(job.config, s)
     need.disk_bytes = 2 * (s.n_train + s.queries["validation"]) * s.image_bytes
-    if s.trainable is not None:
-        # A latent model's examples pass through the base's autoencoder (and text encoder) in
-        # batches of 8 (dabench.latent.encode_images): an encoder pass is counted as two no-grad
-        # forward passes of the UNet, in time and in memory; the parts as big as it.
-        from dabench.architecture import FORWARD_FACTOR
-
-        need.gpu = True
-        n = s.n_train + s.queries["validation"]
-        need.work.append(("forward", 2 * s.flops * n, n // 8 + 1))
-        need.host_bytes = max(need.host_bytes, s.model_bytes)
-        need.gpu_bytes = max(need.gpu_bytes,
-                             s.model_bytes + 8 * 2 * FORWARD_FACTOR * s.activations)
+    if s.pixel_bytes:
+        # A latent model's examples pass through the base's autoencoder (and text encoder).
+        _autoencoder(need, s, s.n_train + s.queries["validation"])
     return need
 
 
 def _build_base(job: _Job) -> Need:
     """The embedded scale's tiny base: the autoencoder's steps (counted as two UNet steps each,
-    at four times the area) and the conditional UNet's, all parameters trained."""
+    at four times the area) and the conditional UNet's (a latent DDPM's base has none), all
+    parameters trained."""
     pre = job.config["latent"]["pretrain"]
     s = job.s
     whole = Sizes(pre["n"], s.queries, s.channels, s.resolution, s.profile,
                   pixel_bytes=s.pixel_bytes)
     need = Need(gpu=True)
-    steps = pre["train"]["steps"] + 8 * pre["autoencoder"]["steps"]
+    unet_steps = pre["train"]["steps"] if job.config["model"]["family"] == "latent" else 0
+    steps = unet_steps + 8 * pre["autoencoder"]["steps"]
     _train(need, whole, steps, max(pre["train"]["batch_size"], pre["autoencoder"]["batch_size"]))
     need.work_bytes += _source_bytes({**job.config, "data": {**job.config["data"],
                                                             "dataset": pre["dataset"]}}, s)
@@ -531,7 +547,10 @@ def _shapley(base: str, config: dict, s: Sizes, wc: dict) -> Need:
         need = _retrains(config, s, rec[way], n, False)
         _generation(need, config, s, n * n_samples)
     else:
-        seeds = cfg["counterfactual"]["n_seeds"]
+        from dabench.shapley import counterfactual_parts
+
+        parts = counterfactual_parts(cfg)
+        seeds = len(parts[min(int(wc.get("cf_part", 0)), len(parts) - 1)])
         need = _retrains(config, s, rec["retrain"], seeds, False)
         _generation(need, config, s, seeds * n_samples)
     need.host_bytes += 3 * n_samples * s.image_bytes + 200 * MB     # samples, property model
@@ -616,7 +635,7 @@ def is_gpu_rule(rule: str, config: dict) -> bool:
     if rule == "embed":
         return config["embedder"]["kind"] == "clip"
     if rule == "prepare_dataset":         # a latent model's: the base encodes the examples
-        return config["model"]["family"] == "latent"
+        return config["model"]["family"] in ("latent", "latent-ddpm")
     return rule in GPU_RULES
 
 

@@ -173,10 +173,11 @@ def write_generation_set(model_path, model_cfg: dict, generation_cfg: dict, seed
                          out_path, trajectory_path, train_path=None) -> dict:
     """Workflow stage: sample the generation set from the full model; the samples (.npz:
     ``images``, ``seeds``, ``trajectory_timesteps``) and the trajectories (.npy) apart.
-    A latent model (``train_path``: the training set, for its prompts): each sample is guided by
-    one of the training prompts (:func:`generation_prompts`, ``model_cfg['guidance']``); the
-    .npz adds the decoded ``pixels``, the ``prompt`` / ``labels`` of each sample and the prompt
-    table, as the training set's file has them."""
+    A text-to-image model (``train_path``: the training set, for its prompts): each sample is
+    guided by one of the training prompts (:func:`generation_prompts`,
+    ``model_cfg['guidance']``); the .npz adds the ``prompt`` / ``labels`` of each sample and the
+    prompt table, as the training set's file has them. Any latent model's .npz adds the decoded
+    ``pixels``."""
     from dabench.io import load_npz, save_npz
     from dabench.model import build_scheduler, load_model
 
@@ -193,10 +194,12 @@ def write_generation_set(model_path, model_cfg: dict, generation_cfg: dict, seed
                    progress=True, trajectory_path=trajectory_path, cond=cond,
                    uncond=None if cond is None else cond.uncond,
                    guidance=model_cfg.get("guidance", 1.0))
-    if cond is not None:
+    if model_cfg.get("base"):
+        # A latent model's samples decoded by its base's autoencoder (the images people see).
         from dabench.latent import decode_with_base
 
         extra["pixels"] = decode_with_base(model_cfg["base"], out["images"],
-                                           next(unet.parameters()).device)
+                                           next(unet.parameters()).device,
+                                           model_cfg.get("scaling_factor"))
     save_npz(out_path, **out, **extra)
     return out

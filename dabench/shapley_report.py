@@ -17,6 +17,7 @@ def write_tables(design_path, reference_json, attribution_paths: list, heldout_c
                  seed: int, out: dict) -> None:
     """Workflow stage: every table and figure of the branch. ``bootstrap``: ``n_boot`` and
     ``confidence`` of the group-LDS intervals (the run's ``lds.bootstrap``, ``lds.confidence``);
+    ``cf_results``: group-counterfactual key -> its result files, one per job of its seeds;
     ``out``: output name -> path (the rule's outputs)."""
     design, reference = load_npz(design_path), load_json(reference_json)
     attributions = S.load_attributions(attribution_paths)
@@ -32,8 +33,9 @@ def write_tables(design_path, reference_json, attribution_paths: list, heldout_c
     write_csv(budget, out["budget_csv"])
     figures.plot_shapley_budget(budget, cfg["property"], out["budget_pdf"], out["budget_png"])
     if cf_results:
-        _write_counterfactual({k: load_npz(p) for k, p in cf_results.items()}, attributions,
-                              cfg, out)
+        cf = {k: S.merge_counterfactual([load_npz(p) for p in paths])
+              for k, paths in cf_results.items()}
+        _write_counterfactual(cf, attributions, cfg, out)
 
 
 def _write_lds(lds, out: dict) -> None:

@@ -378,6 +378,17 @@ def write_latent_base(folder, latent_cfg: dict, data_cfg: dict, model_cfg: dict,
     idx = np.sort(rng.permutation(len(source.labels))[:pre["n"]])
     images = D.to_model_input(source.images[idx], data_cfg["resolution"],
                               channels=target.images.shape[1])
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if model_cfg.get("family") == "latent-ddpm":
+        # A latent DDPM's base is its autoencoder (LDM's pre-trained VQ-VAE, in miniature).
+        build_autoencoder_base(tmp, images, pre["autoencoder"], seed, progress=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+        print(f"[dabench] latent DDPM base: a {pre['autoencoder']['kind']} autoencoder trained on "
+              f"{pre['n']} {pre['dataset']} images -> {folder}", flush=True)
+        return folder
     names = D.class_names({**data_cfg, "dataset": pre["dataset"], "path": pre.get("path")})
     prompts = D.example_prompts(source.labels[idx], pre["prompt"], names,
                                 "latent.pretrain.dataset")
@@ -388,9 +399,6 @@ def write_latent_base(folder, latent_cfg: dict, data_cfg: dict, model_cfg: dict,
     cfg = {"text_encoder": pre["text_encoder"], "autoencoder": pre["autoencoder"],
            "unet": pre["unet"], "unet_train": {**recipe, "drop_prompt": pre["drop_prompt"]},
            "model": model_cfg}
-    folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
     build_latent_base(tmp, images, prompts, cfg, seed, progress=True, extra_prompts=tuning)
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
@@ -398,6 +406,20 @@ def write_latent_base(folder, latent_cfg: dict, data_cfg: dict, model_cfg: dict,
           f"{len(set(prompts))} pre-training prompts + {len(tuning)} fine-tuning prompts -> "
           f"{folder}", flush=True)
     return folder
+
+
+def build_autoencoder_base(folder, images: np.ndarray, cfg: dict, seed: int,
+                           progress: bool = False) -> Path:
+    """Build and save a latent DDPM's base (embedded scale): the autoencoder of ``cfg``
+    (``latent.pretrain.autoencoder``) trained on ``images`` (N, C, H, W) in [-1, 1], seeded from
+    ``seed`` as :func:`build_latent_base` trains its own."""
+    from dabench.latent import build_autoencoder, save_base, train_autoencoder
+
+    vae = build_autoencoder(cfg, images.shape[1], images.shape[-1], derive_seed(seed, "base-vae"))
+    vae = train_autoencoder(vae, images, cfg["steps"], cfg["batch_size"], cfg["lr"],
+                            cfg["kl_weight"], derive_seed(seed, "base-vae-train"),
+                            progress="autoencoder" if progress else False)
+    return save_base(folder, vae)
 
 
 def build_latent_base(folder, images: np.ndarray, prompts: list[str], cfg: dict, seed: int,

@@ -33,9 +33,11 @@ try:
 except dabench_config.ConfigError as err:
     raise WorkflowError(str(err)) from None
 
-# Another complete config run in this workflow (config key companion; rules companion_*).
+# Another complete config run in this workflow (config key companion; rules companion_*). A list
+# of companions chains: the first one runs the rest as its own companions.
 try:
     COMPANION = dabench_config.companion_config(config)
+    COMPANIONS = dabench_config.companion_chain(config)
 except dabench_config.ConfigError as err:
     raise WorkflowError(str(err)) from None
 
@@ -118,7 +120,8 @@ wildcard_constraints:
     family="tune|test|datamodel",
     sfamily="kernel|heldout",
     way="retrain|finetune|sparse",
-    cf_key=r"[^/]+",
+    cf_key=r"[^/]+?",
+    cf_part=r"\d+",
     chunk=r"\d+",
     query_set="|".join(layout.QUERY_SETS),
     split="|".join(layout.SPLITS),
@@ -427,8 +430,10 @@ def shapley_attribution_files(wildcards=None):
 
 
 def shapley_counterfactual_results(wildcards=None):
+    """Each group counterfactual's result files, one per job of its seeds."""
     keys = ["full"] + SHAPLEY["counterfactual"]
-    return {k: run_path(layout.shapley_counterfactual(k)) for k in keys}
+    parts = range(len(dabench_shapley.counterfactual_parts(config["shapley"])))
+    return {k: [run_path(layout.shapley_counterfactual(k, c)) for c in parts] for k in keys}
 
 
 SHAPLEY_OUTPUTS = {

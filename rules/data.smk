@@ -18,13 +18,14 @@ rule prepare_dataset:
         **resources_of("prepare_dataset"),
     params:
         data=config["data"],
-        latent={**config["latent"], "base": BASE} if BASE else None,
+        latent=dabench_config.encoding_params(config, RUN),
         seed=config["seed"],
     script:
         "../scripts/prepare_dataset.py"
 
 
-# The embedded scale's tiny latent base (latent.base null): pre-trained on another dataset.
+# The embedded scale's tiny latent base (latent.base null): pre-trained on another dataset (a
+# latent DDPM's: its autoencoder alone).
 rule build_latent_base:
     output:
         base=directory(run_path(layout.BASE)),

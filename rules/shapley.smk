@@ -150,11 +150,11 @@ rule shapley_counterfactual:
         reference=run_path(layout.SHAPLEY_REFERENCE),
         classifier=run_path(layout.EMBEDDER_MODEL),
     output:
-        result=run_path(layout.shapley_counterfactual("{cf_key}")),
+        result=run_path(layout.shapley_counterfactual("{cf_key}", "{cf_part}")),
     log:
-        log_path("shapley_counterfactual/{cf_key}"),
+        log_path("shapley_counterfactual/{cf_key}.part{cf_part}"),
     benchmark:
-        bench_path("shapley_counterfactual/{cf_key}")
+        bench_path("shapley_counterfactual/{cf_key}.part{cf_part}")
     conda:
         CONDA_GPU_ENV
     threads: 1
@@ -179,7 +179,9 @@ rule shapley_tables:
         pruned=run_path(layout.SHAPLEY_PRUNED.replace(".safetensors", ".json")),
         heldout=shapley_chunks("heldout", "retrain") if SHAPLEY else [],
         chunks=[c for cs in shapley_way_chunks().values() for c in cs] if SHAPLEY else [],
-        counterfactual=list(shapley_counterfactual_results().values()) if SHAPLEY else [],
+        counterfactual=(
+            [p for ps in shapley_counterfactual_results().values() for p in ps] if SHAPLEY else []
+        ),
     output:
         **{
             k: (

@@ -4,6 +4,6 @@ from dabench.shapley import run_counterfactual
 
 with job(snakemake) as smk:
     p, i = smk.params, smk.input
-    run_counterfactual(smk.wildcards.cf_key, i.get("attributions"), i.train, i.design, i.classifier,
-                       i.reference, p.model, p.generation, p.recipe, p.cfg, p.seed,
-                       smk.output.result, p.partial)
+    run_counterfactual(smk.wildcards.cf_key, int(smk.wildcards.cf_part), i.get("attributions"),
+                       i.train, i.design, i.classifier, i.reference, p.model, p.generation,
+                       p.recipe, p.cfg, p.seed, smk.output.result, p.partial)

@@ -463,18 +463,145 @@ def test_companion_and_latent_config_errors_name_the_key(tmp_path):
     from dabench import config as C
 
     cfg = C.load(C.REPO_ROOT / "configs" / "ci.yaml")
-    assert C.companion_config(cfg)["name"] == "ci-latent"
+    # A list of companions chains: the first one runs the rest as its own companions.
+    first = C.companion_config(cfg)
+    assert first["name"] == "ci-latent" and first["companion"] == ["configs/ci-latent-ddpm.yaml"]
+    assert [c["name"] for c in C.companion_chain(cfg)] == ["ci-latent", "ci-latent-ddpm"]
+    assert C.companion_chain(C.load(C.REPO_ROOT / "configs" / "ci-latent-ddpm.yaml")) == []
     with pytest.raises(C.ConfigError, match="companion: 'nope.yaml' is not a config file"):
         C.companion_config({**cfg, "companion": "nope.yaml"})
     nested = tmp_path / "nested.yaml"
     nested.write_text("name: other\ncompanion: configs/ci-latent.yaml\n")
-    with pytest.raises(C.ConfigError, match="companions do not nest"):
+    with pytest.raises(C.ConfigError, match="has a companion of its own"):
         C.companion_config({**cfg, "companion": str(nested)})
     same = tmp_path / "same.yaml"
     same.write_text("name: ci\n")
     with pytest.raises(C.ConfigError, match="has this run's name 'ci'"):
         C.companion_config({**cfg, "companion": str(same)})
+    twice = {**cfg, "companion": ["configs/ci-latent.yaml", "configs/ci-latent.yaml"]}
+    with pytest.raises(C.ConfigError, match="name 'ci-latent'"):
+        C.companion_chain(twice)
     raw = {"name": "x", "model": {"family": "latent"}, "shapley": {"enabled": False},
            "retrac": {"enabled": True}}
     with pytest.raises(C.ConfigError, match="retrac.enabled: the ReTrac analyses run on pixel"):
         C.validate(raw, check_methods=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# The latent DDPM (model.family latent-ddpm): LDM's CelebA-HQ model, a UNet trained whole on the
+# latents of a frozen VQ autoencoder
+
+VQ = {**VAE, "kind": "vq", "latent_channels": 3, "num_vq_embeddings": 16}
+
+
+def test_vq_autoencoder_trains_deterministically_and_loads_from_an_ldm_layout(tmp_path):
+    from sklearn.datasets import load_digits
+
+    x = (load_digits().images[:32, None] / 8.0 - 1.0).astype(np.float32)
+
+    def trained(steps):
+        vae = L.build_autoencoder(VQ, 1, 8, seed=0)
+        return L.train_autoencoder(vae, x, steps=steps, batch_size=16, lr=2e-3, kl_weight=0.0,
+                                   seed=5)
+
+    def error(vae):
+        return float(((L.decode_latents(vae, L.encode_images(vae, x)) - x) ** 2).mean())
+
+    a, b, untrained = trained(40), trained(40), trained(0)
+    assert L.is_vq(a) and not L.is_vq(L.build_autoencoder(VAE, 1, 8, seed=0))
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert error(a) < 0.7 * error(untrained)
+    # z0 = s * (the encoder's output before quantisation); decoding quantises z0 / s first, so
+    # it is exactly the VQ-VAE's own reconstruction of x.
+    z = L.encode_images(a, x)
+    assert z.shape == (32, 3, 4, 4) and abs(float(z.std()) - 1.0) < 1e-3
+    s = float(a.config.scaling_factor)
+    with torch.no_grad():
+        own = a(torch.as_tensor(x)).sample.clamp(-1, 1).numpy()
+        assert torch.allclose(torch.as_tensor(z) / s, a.encode(torch.as_tensor(x)).latents,
+                              atol=1e-5)
+    assert np.allclose(L.decode_latents(a, z), own, atol=1e-5)
+    # Saved as an LDMPipeline keeps it (vqvae/), it loads by its class name, and
+    # latent.scaling_factor replaces its scale (LDM's VQ-f4 latents are unscaled).
+    L.save_base(tmp_path, a)
+    assert (tmp_path / "vqvae" / "config.json").is_file() and not (tmp_path / "vae").exists()
+    assert L.missing_base_parts(tmp_path, L.base_parts("latent-ddpm")) == []
+    assert len(L.missing_base_parts(tmp_path, L.base_parts("latent"))) == 3
+    loaded = L.load_autoencoder(tmp_path)
+    assert type(loaded).__name__ == "VQModel" and not any(p.requires_grad
+                                                          for p in loaded.parameters())
+    assert np.allclose(L.encode_images(loaded, x), z, atol=1e-6)
+    unscaled = L.load_autoencoder(tmp_path, scaling_factor=1.0)
+    assert np.allclose(L.encode_images(unscaled, x), z / s, atol=1e-5)
+    assert L.latent_shape({"base": str(tmp_path)}, "latent-ddpm", 8) == (3, 4)
+    # A base not on disk yet is planned as LDM's VQ-f4: 3 channels at a quarter of the side.
+    assert L.latent_shape({"base": str(tmp_path / "absent")}, "latent-ddpm", 256) == (3, 64)
+
+
+def test_a_latent_ddpm_trains_whole_on_latents_and_its_models_decode(tmp_path):
+    """Workflow stages of a latent DDPM at a few steps: its base is an autoencoder alone, its
+    examples are latents beside their pixels (no prompts), its UNet is the config's UNet2DModel
+    trained whole and saved with the base that decodes its samples; a retrain is a deterministic
+    function of (subset, seed)."""
+    from dabench import config as C
+    from dabench import model as M
+    from dabench.data import conditioning, write_dataset
+    from dabench.io import load_npz
+    from dabench.sampling import write_generation_set
+
+    cfg = C.load(C.REPO_ROOT / "configs" / "ci-latent-ddpm.yaml")
+    cfg["latent"]["pretrain"].update(n=120)
+    cfg["latent"]["pretrain"]["autoencoder"]["steps"] = 10
+    folder = tmp_path / "base"
+    T.write_latent_base(folder, cfg["latent"], cfg["data"], cfg["model"], None, seed=0)
+    assert sorted(p.name for p in folder.iterdir()) == ["vqvae"]
+    data = {**cfg["data"], "n_train": 12, "n_validation": 4}
+    paths = [tmp_path / n for n in ("train.npz", "val.npz", "info.json", "t.txt", "v.txt")]
+    write_dataset(data, 0, *paths, latent=C.encoding_params(cfg, tmp_path) | {"base": str(folder)})
+    train = load_npz(paths[0])
+    assert train["train_images"].shape == (12, 3, 4, 4) and train["pixels"].shape == (12, 1, 8, 8)
+    assert conditioning(train) is None and "prompts" not in train
+    assert np.allclose(train["train_images"],
+                       L.encode_images(L.load_autoencoder(folder), train["pixels"]), atol=1e-6)
+
+    model_cfg = {**C.model_section(cfg, tmp_path), "base": str(folder)}
+    assert "lora" not in model_cfg and "guidance" not in model_cfg
+    recipe = {**C.training_recipe(cfg, "lds"), "steps": 3, "checkpoint_steps": []}
+    subset = np.array([0, 2, 3, 7, 9])
+
+    def retrain():
+        return T.train(train["train_images"], subset, model_cfg, recipe, seed=4, init_seed=5)
+
+    a, b = retrain(), retrain()
+    assert all(p.requires_grad for p in a.unet.parameters())               # trained whole
+    assert type(a.unet).__name__ == "UNet2DModel" and a.unet.config.in_channels == 3
+    assert all(torch.equal(p, q) for p, q in zip(a.unet.parameters(), b.unet.parameters()))
+    path = tmp_path / "full.safetensors"
+    M.save_model(path, a.unet, M.model_metadata(model_cfg, recipe, train["train_images"].shape))
+    unet, meta = M.load_model(path, device="cpu")
+    assert meta["model_family"] == "latent-ddpm" and meta["base"] == str(folder)
+    gen = {"n_samples": 2, "inference_steps": 3, "eta": 0.0}
+    out = write_generation_set(path, model_cfg, gen, 0, tmp_path / "samples.npz",
+                               tmp_path / "trajectory.npy")
+    samples = load_npz(tmp_path / "samples.npz")
+    assert out["images"].shape == (2, 3, 4, 4) and samples["pixels"].shape == (2, 1, 8, 8)
+    assert np.allclose(samples["pixels"],
+                       L.decode_latents(L.load_autoencoder(folder), samples["images"]), atol=1e-6)
+    assert "contexts" not in samples
+
+
+def test_latent_ddpm_sizes_follow_the_autoencoder_and_the_config_unet():
+    from dabench import config as C
+    from dabench import resources as R
+
+    cfg = C.load(C.REPO_ROOT / "configs" / "ci-latent-ddpm.yaml")
+    s = R.sizes(cfg)
+    assert (s.channels, s.resolution) == (3, 4) and s.trainable is None
+    assert s.p == s.profile["params"] and s.pixel_bytes == 4 * 8 * 8
+    assert R.is_gpu_rule("prepare_dataset", cfg)
+    # LDM's CelebA-HQ model: 274.06M parameters on 64x64x3 latents of 256x256 faces.
+    paper = C.load(C.REPO_ROOT / "configs" / "paper" / "celebahq.yaml")
+    sp = R.sizes(paper)
+    assert (sp.channels, sp.resolution) == (3, 64) and 274.0e6 < sp.p < 274.1e6
+    need = R.estimate("train_full_model", paper)
+    assert need.gpu_bytes < 80 * 2**30

@@ -130,12 +130,15 @@ def test_ci_workflow_through_slurm(cluster, ci_run, tmp_path):
     assert {"companion_build_latent_base", "companion_train_lds_models",
             "companion_featurize"} <= set(ours["rule"])
     assert not {"companion_evaluate_lds", "companion_make_lds_table"} & set(ours["rule"])
-    # GPU rules asked SLURM for a GPU; the others did not (the latent companion's data
-    # preparation encodes with its base's autoencoder: a GPU rule there).
+    # ... and the second companion (the latent DDPM, rules companion_companion_*).
+    assert {"companion_companion_build_latent_base",
+            "companion_companion_shapley_submodels"} <= set(ours["rule"])
+    # GPU rules asked SLURM for a GPU; the others did not (the latent companions' data
+    # preparation encodes with their base's autoencoder: a GPU rule there).
     latent_gpu = {"prepare_dataset"}
     for _, job in ours.iterrows():
         rule = job["rule"]
-        plain = rule.removeprefix("companion_")
+        plain = re.sub(r"^(companion_)+", "", rule)
         gpu = plain in GPU_RULES or (rule != plain and plain in latent_gpu)
         assert ("gres/gpu=1" in job["tres"]) == gpu, job.to_dict()
     # The crashed retrain job was reported and resubmitted (--retries), then completed.

@@ -205,7 +205,7 @@ def test_group_shapley_branch(ci_run):
     assert set(cf["key"]) == {"shapley-sparse", "pixel-cosine.max"} and (cf["n_seeds"] == 2).all()
     sparse = json.loads((ci_run / "shapley/values/sparse.json").read_text())["shapley-sparse"]
     top = np.argsort(-np.asarray(sparse["values"]["inception"]), kind="stable")[:4]
-    res = io.load_npz(ci_run / "shapley/counterfactual/shapley-sparse.npz")
+    res = io.load_npz(ci_run / "shapley/counterfactual/shapley-sparse.part0.npz")
     assert sorted(res["removed"].tolist()) == sorted(top.tolist())
     assert res["values"].shape == (2, 3) and res["images"].shape[0] == 8
     for name in ("shapley_budget", "shapley_counterfactual", "shapley_samples"):
@@ -296,22 +296,24 @@ def test_a_completed_run_plans_nothing(ci_run):
                                                      ("configs/paper/artbench2.yaml", 448),
                                                      ("configs/paper/artbench5.yaml", 384),
                                                      ("configs/paper/artbench_postimpressionism.yaml",
-                                                      24)])
+                                                      24),
+                                                     ("configs/paper/celebahq.yaml", 24)])
 def test_paper_configs_plan_without_data(tmp_path, configfile, retrain_jobs):
-    proc = snakemake(tmp_path, "--dry-run", configfile=configfile)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    # (64 + 64) subsets × 3 seeds, 4 per job (1 for CIFAR-10 and CelebA, 2 for CIFAR-20: a job
-    # within a day); cifar2 adds 512 datamodel retrains.
-    assert int(counts["train_lds_models"]) == retrain_jobs
-    assert int(counts["train_full_model"]) == 1
-    # make plan: the same jobs, each GPU rule on a GPU with the memory and time it declares.
+    from collections import Counter
+
     from dabench import config as C
     from dabench import plan as P
     from dabench import resources as R
 
+    # The dry run (make plan's own) succeeds without the data or the base on disk.
     config = C.load(REPO / configfile)
     jobs = P.dry_run([REPO / configfile], directory=tmp_path)
+    counts = Counter(job.rule for job in jobs)
+    # (64 + 64) subsets × 3 seeds, 4 per job (1 for CIFAR-10 and CelebA, 2 for CIFAR-20: a job
+    # within a day); cifar2 adds 512 datamodel retrains.
+    assert counts["train_lds_models"] == retrain_jobs
+    assert counts["train_full_model"] == 1
+    # make plan: the same jobs, each GPU rule on a GPU with the memory and time it declares.
     table = P.plan(config, jobs).set_index("rule")
     assert table.loc["train_lds_models", "jobs"] == retrain_jobs
     assert table.loc["train_lds_models", "gpu"] and table.loc["TOTAL", "gpu_hours"] > 10
@@ -606,3 +608,53 @@ def test_the_latent_companion_runs_every_stage_in_latent_space(ci_run):
     assert ref["full"] != ref["empty"]
     values = pd.read_csv(run / "tables/shapley_values.csv")
     assert len(values) and np.isfinite(values.select_dtypes("number").to_numpy()).all()
+
+
+def test_the_latent_ddpm_companion_trains_a_whole_unet_on_vq_latents(ci_run):
+    """The ci config's second companion (configs/ci-latent-ddpm.yaml, the CelebA-HQ experiment in
+    miniature): a VQ autoencoder built here, an unconditional UNet trained whole on its latents,
+    the LDS benchmark, the latent counterfactual, and group Shapley with diversity (cluster
+    entropy) as its property - sparsified FT pruning the whole UNet."""
+    from dabench import config as C
+    from dabench import io
+    from dabench.latent import decode_latents, load_autoencoder
+
+    run = ci_run.parent / "ci-latent-ddpm"
+    cfg = C.load(REPO / "configs/ci-latent-ddpm.yaml")
+    assert sorted(p.name for p in (run / "base").iterdir()) == ["vqvae"]
+    vae = load_autoencoder(run / "base")
+    assert type(vae).__name__ == "VQModel"
+    train = io.load_npz(run / "data/train.npz")
+    assert train["train_images"].shape[1:] == (3, 4, 4) and train["pixels"].shape[1:] == (1, 8, 8)
+    assert "contexts" not in train and sorted(set(train["labels"].tolist())) == [0, 1, 4, 7]
+    # The full model: every parameter trained, its sidecar names the base that decodes it.
+    tensors, meta = io.load_tensors(run / "models/full/model.safetensors")
+    assert meta["model_family"] == "latent-ddpm" and meta["base"].endswith("ci-latent-ddpm/base")
+    assert meta["unet_config"]["in_channels"] == 3 and meta["unet_config"]["sample_size"] == 4
+    p = sum(v.numel() for k, v in tensors.items() if k.startswith("model."))
+    side = json.loads((run / "features/full/loss_K3u_e1_sparse128/train.json").read_text())
+    assert side["p"] == p
+    # Unconditional generated queries, decoded by the VQ decoder (which quantises first).
+    gen = io.load_npz(run / "generation/samples.npz")
+    assert gen["images"].shape[1:] == (3, 4, 4) and "prompt" not in gen
+    assert np.allclose(gen["pixels"], decode_latents(vae, gen["images"]), atol=1e-5)
+    df = pd.read_csv(run / "tables/lds.csv")
+    for qs in cfg["lds"]["query_sets"]:
+        rows = df[df.query_set == qs]
+        assert {"ceiling", *cfg["methods"]} <= set(rows.method_id)
+        assert np.isfinite(rows[["lds", "ci_low", "ci_high"]].to_numpy()).all()
+    per_query = pd.read_csv(run / "tables/counterfactual_per_query.csv")
+    assert set(per_query.space) == {"latent"} and (per_query.l2 > 0).all()
+    # Group Shapley: the four digits are the groups, the whole UNet is pruned at the ratio, θ_∅
+    # is the untrained UNet; F is the entropy of the decoded samples' clusters.
+    assert json.loads((run / "shapley/groups.json").read_text())["n_groups"] == 4
+    pruned, info = io.load_tensors(run / "models/shapley/pruned.safetensors")
+    assert info["parameters"] == p
+    kept = info["nonzero"] / p
+    assert 1 - cfg["shapley"]["prune"]["ratio"] - 0.05 < kept < 1
+    ref = json.loads((run / "shapley/reference.json").read_text())
+    assert ref["full"] != ref["empty"] and 0 < ref["full"]["entropy"] <= np.log(3) + 1e-9
+    lds = pd.read_csv(run / "tables/shapley_lds.csv")
+    assert set(lds.key) >= {"shapley-retrain", "shapley-finetune", "shapley-sparse"}
+    assert set(lds.property) >= {"entropy"}
+    assert (run / "figures/shapley_samples.png").stat().st_size > 1000

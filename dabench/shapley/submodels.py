@@ -35,8 +35,9 @@ def recipes(config: dict) -> dict:
 class Evaluator:
     """F(θ) of any model: generate the branch's fixed samples, apply the property model.
 
-    A latent model (``train_path``: its training set, for the prompts) samples guided by the
-    training prompts in turn (as its generated queries are) and is judged on the decoded images."""
+    A text-to-image model (``train_path``: its training set, for the prompts) samples guided by
+    the training prompts in turn (as its generated queries are); any latent model is judged on
+    the decoded images."""
 
     def __init__(self, classifier_path, reference_path, model_cfg: dict, generation_cfg: dict,
                  cfg: dict, seed: int, train_path=None):
@@ -50,14 +51,16 @@ class Evaluator:
         self.scheduler = build_scheduler(model_cfg).config
         self.seeds = sample_seeds(seed, cfg["n_samples"], "shapley")
         self.generation_cfg, self.cfg, self.model_cfg = generation_cfg, cfg, model_cfg
-        self.cond = None
+        self.cond, self.vae = None, None
         if model_cfg.get("family") == "latent":
             if train_path is None:
                 raise ValueError("a latent model's samples need its training set's prompts")
-            from dabench.latent import load_base
-
             self.cond, _ = generation_prompts(load_npz(train_path), len(self.seeds))
-            self.vae = load_base(model_cfg["base"], ("vae",))["vae"]     # once per job
+        if model_cfg.get("base"):
+            from dabench.latent import load_autoencoder
+
+            # Once per job.
+            self.vae = load_autoencoder(model_cfg["base"], model_cfg.get("scaling_factor"))
 
     def samples(self, unet) -> np.ndarray:
         from dabench.sampling import generate
@@ -68,7 +71,7 @@ class Evaluator:
                        eta=self.generation_cfg["eta"], keep_trajectory=False, cond=cond,
                        uncond=None if cond is None else cond.uncond,
                        guidance=self.model_cfg.get("guidance", 1.0))["images"]
-        if cond is None:
+        if self.vae is None:
             return out
         from dabench.latent import decode_latents
 
@@ -334,17 +337,29 @@ def load_attributions(paths) -> dict:
     return out
 
 
-def run_counterfactual(key: str, attributions_json, train_path, design_path, classifier_path,
-                       reference_path, model_cfg: dict, generation_cfg: dict, recipe: dict,
-                       cfg: dict, seed: int, out_path, partial_dir) -> dict:
+def counterfactual_parts(cfg: dict) -> list[range]:
+    """The seeds of each group-counterfactual job: ``n_seeds`` in runs of ``seeds_per_job``."""
+    n = cfg["counterfactual"]["n_seeds"]
+    per = cfg["counterfactual"].get("seeds_per_job") or n
+    return [range(a, min(n, a + per)) for a in range(0, n, per)]
+
+
+def run_counterfactual(key: str, part: int, attributions_json, train_path, design_path,
+                       classifier_path, reference_path, model_cfg: dict, generation_cfg: dict,
+                       recipe: dict, cfg: dict, seed: int, out_path, partial_dir) -> dict:
     """Workflow stage: retrain from scratch without the top ``fraction`` of groups by ``key``'s
     attribution of ``prop`` (``key`` = ``full``: nothing removed, the reference), one model per
-    seed; F of each, and the first seed's samples for the image grid."""
+    seed of ``part`` (:func:`counterfactual_parts`); F of each, and the first seed's samples for
+    the image grid. :func:`merge_counterfactual` joins the parts."""
     from dabench import training as T
     from dabench.io import load_npz, save_npz
     from dabench.properties import PROPERTIES
 
     prop, fraction = cfg["property"], cfg["counterfactual"]["fraction"]
+    parts = counterfactual_parts(cfg)
+    if not 0 <= part < len(parts):
+        raise ValueError(f"group counterfactual part {part}: shapley.counterfactual has "
+                         f"{len(parts)} part(s) of seeds")
     design = load_npz(design_path)
     n = design["kernel"].shape[1]
     if key == "full":
@@ -365,7 +380,7 @@ def run_counterfactual(key: str, attributions_json, train_path, design_path, cla
     partial.mkdir(parents=True, exist_ok=True)
     values, first = [], None
     tic = time.perf_counter()
-    for r in range(cfg["counterfactual"]["n_seeds"]):
+    for r in parts[part]:
         train_seed, init_seed = retrain_seeds(seed, r, "shapley")
         result = T.train(images, members(design["groups"], subset), model_cfg, recipe,
                          seed=train_seed, init_seed=init_seed, cond=cond,
@@ -377,7 +392,22 @@ def run_counterfactual(key: str, attributions_json, train_path, design_path, cla
         print(f"[dabench] group counterfactual {key} seed {r}: removed groups {removed.tolist()}, "
               f"F {props}", flush=True)
     out = {"values": np.array(values), "removed": removed, "images": first[:8],
+           "seeds": np.array(list(parts[part]), dtype=np.int64),
            "seconds": np.float64(time.perf_counter() - tic)}
     save_npz(out_path, **out)
-    remove_leftovers(partial, f"{key}_seed*.resume*")
+    for r in parts[part]:
+        remove_leftovers(partial, f"{key}_seed{r}.resume*")
     return out
+
+
+def merge_counterfactual(parts: list[dict]) -> dict:
+    """One group counterfactual from its jobs' results (in part order): the values of every
+    seed, the first part's images, the summed seconds."""
+    if not parts:
+        raise ValueError("a group counterfactual needs at least one part")
+    removed = parts[0]["removed"]
+    if any(not np.array_equal(p["removed"], removed) for p in parts):
+        raise ValueError("the parts of a group counterfactual removed different groups")
+    return {"values": np.concatenate([p["values"] for p in parts]), "removed": removed,
+            "images": parts[0]["images"],
+            "seconds": np.float64(sum(float(p["seconds"]) for p in parts))}
