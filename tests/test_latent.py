@@ -588,6 +588,21 @@ def test_a_latent_ddpm_trains_whole_on_latents_and_its_models_decode(tmp_path):
     assert np.allclose(samples["pixels"],
                        L.decode_latents(L.load_autoencoder(folder), samples["images"]), atol=1e-6)
     assert "contexts" not in samples
+    # The counterfactual: retrained without a random 20%, regenerated from the query's noise;
+    # latents compared as latents (the L2 of D-TRAK's latent experiments), pixels decoded.
+    from dabench.counterfactual import run_counterfactual, summarize
+
+    res = run_counterfactual(paths[0], tmp_path / "samples.npz", None, "random", 1, 0.2,
+                             model_cfg, recipe, gen, 0, tmp_path / "cf.npz", tmp_path / "cf.st",
+                             tmp_path / "cf.resume.safetensors")
+    assert res["original"].shape == (3, 4, 4) and res["counterfactual_pixels"].shape == (1, 8, 8)
+    assert np.allclose(res["counterfactual_pixels"],
+                       L.decode_latents(L.load_autoencoder(folder), res["counterfactual"][None])[0],
+                       atol=1e-6)
+    per_query, _ = summarize({"random": [res]}, lambda x: x.reshape(len(x), -1))
+    assert per_query.space.tolist() == ["latent"]
+    assert np.isclose(per_query.l2[0], L.latent_distance(res["original"][None],
+                                                         res["counterfactual"][None])[0])
 
 
 def test_latent_ddpm_sizes_follow_the_autoencoder_and_the_config_unet():
