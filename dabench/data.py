@@ -553,12 +553,11 @@ def latent_examples(d: dict, data_cfg: dict, latent_cfg: dict, base_folder) -> d
     device = D.current()
     vae = load_autoencoder(base_folder, latent_cfg.get("scaling_factor")).to(device)
     out = dict(d)
+    for s in ("train", "validation"):
+        out[f"{s}_pixels"] = d[f"{s}_images"]
+        out[f"{s}_images"] = encode_images(vae, d[f"{s}_images"])
     if not latent_cfg.get("conditional", True):
-        # A latent DDPM: unconditional, its examples are their latents alone.
-        for s in ("train", "validation"):
-            out[f"{s}_pixels"] = d[f"{s}_images"]
-            out[f"{s}_images"] = encode_images(vae, d[f"{s}_images"])
-        return out
+        return out                  # a latent DDPM: unconditional, its examples are latents
     parts = load_base(base_folder, ("text_encoder", "tokenizer"))
     text_encoder = parts["text_encoder"].to(device)
     names = class_names(data_cfg, latent_cfg.get("label_names"))
@@ -568,8 +567,6 @@ def latent_examples(d: dict, data_cfg: dict, latent_cfg: dict, base_folder) -> d
     table = encode_prompts(text_encoder, parts["tokenizer"], prompts + [""]).numpy()
     where = {p: i for i, p in enumerate(prompts)}
     for s in ("train", "validation"):
-        out[f"{s}_pixels"] = d[f"{s}_images"]
-        out[f"{s}_images"] = encode_images(vae, d[f"{s}_images"])
         out[f"{s}_prompt"] = np.array([where[p] for p in per_split[s]], dtype=np.int64)
     out.update(contexts=table[:-1], uncond=table[-1], prompts=np.array(prompts))
     return out
