@@ -634,7 +634,7 @@ def test_the_latent_ddpm_companion_trains_a_whole_unet_on_vq_latents(ci_run):
     assert meta["model_family"] == "latent-ddpm" and meta["base"].endswith("ci-latent-ddpm/base")
     assert meta["unet_config"]["in_channels"] == 3 and meta["unet_config"]["sample_size"] == 4
     p = sum(v.numel() for k, v in tensors.items() if k.startswith("model."))
-    side = json.loads((run / "features/full/loss_K3u_e1_sparse128/train.json").read_text())
+    side = json.loads((run / "features/full/square_K3u_e1_sparse128/train.json").read_text())
     assert side["p"] == p
     # Unconditional generated queries, decoded by the VQ decoder (which quantises first).
     gen = io.load_npz(run / "generation/samples.npz")
