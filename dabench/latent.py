@@ -200,9 +200,8 @@ def latent_unet_kwargs(latent_cfg: dict, resolution: int) -> tuple[dict, int]:
         ok = isinstance(length, int) and 0 < length < 10_000
         return cfg, (length if ok else SD1_CONTEXT_LENGTH)
     pre = latent_cfg["pretrain"]
-    ae = pre["autoencoder"]
-    latent_res = resolution // 2 ** (len(ae["block_out_channels"]) - 1)
-    return (conditional_unet_kwargs(pre["unet"], ae["latent_channels"], latent_res,
+    channels, latent_res = latent_shape(latent_cfg, "latent", resolution)
+    return (conditional_unet_kwargs(pre["unet"], channels, latent_res,
                                     pre["text_encoder"]["hidden_size"]),
             pre["text_encoder"]["max_length"])
 
@@ -223,9 +222,14 @@ def latent_shape(latent_cfg: dict, family: str, resolution: int) -> tuple[int, i
             channels, factor = ASSUMED_AUTOENCODER[family]
             return channels, resolution // factor
         channels = cfg.get("vq_embed_dim") or cfg.get("latent_channels", 4)
-        return channels, resolution // 2 ** (len(cfg.get("block_out_channels", [0])) - 1)
+        return channels, _downsampled(resolution, cfg.get("block_out_channels", [0]))
     ae = latent_cfg["pretrain"]["autoencoder"]
-    return ae["latent_channels"], resolution // 2 ** (len(ae["block_out_channels"]) - 1)
+    return ae["latent_channels"], _downsampled(resolution, ae["block_out_channels"])
+
+
+def _downsampled(resolution: int, block_out_channels) -> int:
+    """The latent side of an autoencoder with one 2× downsampling between consecutive levels."""
+    return resolution // 2 ** (len(block_out_channels) - 1)
 
 
 def build_conditional_unet(cfg: dict, latent_channels: int, latent_resolution: int,
