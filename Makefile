@@ -78,7 +78,8 @@ plan: check-config setup
 
 smoke: check-config setup
 	$(BIN)/python -m dabench.smoke $(CONFIG) results/smoke/$$(basename $(CONFIG))
-	$(BIN)/snakemake --cores $(CORES) --configfile results/smoke/$$(basename $(CONFIG))
+	# Cold starts (no warm server): the benchmark files then measure each job's own memory.
+	DABENCH_WARM=0 $(BIN)/snakemake --cores $(CORES) --configfile results/smoke/$$(basename $(CONFIG))
 
 gpu-check: setup
 	bash scripts/gpu_check.sh

@@ -82,11 +82,25 @@ onstart:
         missing += dabench_config.missing_paths(other, f"results/{other['name']}")
     if missing:
         raise WorkflowError("missing inputs:\n  " + "\n  ".join(missing))
+    # Jobs on this machine fork from an interpreter that has imported torch and diffusers
+    # (dabench/warm.py; DABENCH_WARM=0 turns it off). Never for cluster jobs.
+    if workflow.local_exec:
+        from dabench import warm
+
+        warm.start()
 
 
 onsuccess:
+    from dabench import warm
     from dabench.tables import summary
 
+    warm.stop()
     print(summary(RUN))
     for other in COMPANIONS:
         print(summary(f"results/{other['name']}"))
+
+
+onerror:
+    from dabench import warm
+
+    warm.stop()

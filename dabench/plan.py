@@ -276,7 +276,8 @@ if __name__ == "__main__":
 
 def measured_vs_declared(jobs: list[Job], directory) -> list[dict]:
     """For every job with a Snakemake benchmark file under ``directory``: its peak RSS and run
-    time against the ``mem_mb`` and ``runtime`` it declared (the paper-smoke test's check)."""
+    time against the ``mem_mb`` and ``runtime`` it declared (the paper-smoke test's check). The
+    memory is only the job's own in a cold run (``DABENCH_WARM=0``; dabench/warm.py)."""
     import pandas as pd
 
     rows = []

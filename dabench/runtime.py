@@ -3,7 +3,12 @@
 Scripts under ``scripts/`` call :func:`job` as a context manager::
 
     with job(snakemake) as smk:
+        from dabench.stage import do_the_work
+
         do_the_work(smk.input.x, smk.output.y, **smk.params)
+
+(the dabench import inside the block: on a machine with a warm server, :mod:`dabench.warm`, the
+job forks from it first, so the script's own process imports nothing heavy).
 
 It caps torch to the job's threads, chooses the job's device (a GPU rule — one that asked the
 scheduler for a ``gpu`` — uses CUDA, and with ``device: cuda`` fails at once without it;
@@ -64,6 +69,11 @@ def wants_gpu(smk) -> bool:
 @contextlib.contextmanager
 def job(smk):
     set_threads(getattr(smk, "threads", 1) or 1)
+    from dabench import warm
+
+    status = warm.delegate()     # a fork of the warm server ran this job (dabench.warm)
+    if status is not None:
+        raise SystemExit(status)
     config = getattr(smk, "config", None) or {}
     log_path = Path(smk.log[0]) if len(getattr(smk, "log", [])) else None
     log = None
@@ -83,7 +93,8 @@ def job(smk):
             device.set_memory(config.get("memory"))
             device.use_cpu()
         yield smk
-        print(f"[dabench] {smk.rule} finished in {time.perf_counter() - tic:.1f}s", flush=True)
+        print(f"[dabench] {smk.rule} finished in {time.perf_counter() - tic:.1f}s"
+              f"{warm.note()}", flush=True)
     except Exception as exc:
         from dabench.config import ConfigError
         from dabench.data import DataError

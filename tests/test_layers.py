@@ -29,7 +29,8 @@ LAYERS = [
     ("reporting", {"naming", "tables", "cost", "figures", "figures.*", "examples", "report",
                    "shapley_report", "retrac_report", "counterfactual_report"}),
     # What the workflow and the command line call: job set-up, resources, plans, checks.
-    ("workflow", {"runtime", "resources", "plan", "smoke", "gpu_check"}),
+    # warm: the warm server that local jobs fork from.
+    ("workflow", {"runtime", "warm", "resources", "plan", "smoke", "gpu_check"}),
 ]
 
 
