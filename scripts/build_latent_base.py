@@ -1,7 +1,8 @@
 """Snakemake adapter: build the tiny latent base (embedded scale) the LoRA models fine-tune."""
 from dabench.runtime import job
-from dabench.training import write_latent_base
 
 with job(snakemake) as smk:
+    from dabench.training import write_latent_base
+
     p = smk.params
     write_latent_base(smk.output.base, p.latent, p.data, p.model, p.recipe, p.seed)

@@ -1,9 +1,10 @@
 """Snakemake adapter: gradient features of the training set and the query sets."""
-from dabench.features import write_features
-from dabench.layout import resolve_weights, split_key
 from dabench.runtime import job
 
 with job(snakemake) as smk:
+    from dabench.features import write_features
+    from dabench.layout import resolve_weights, split_key
+
     model = resolve_weights(smk.input.model, smk.wildcards.model)
     for split, images, out in zip(smk.params.splits, smk.input.images, smk.output.features):
         write_features(model, smk.params.model, images, split_key(split), split,

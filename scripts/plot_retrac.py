@@ -1,10 +1,11 @@
 """Snakemake adapter: the Diffusion-ReTrac figures from their tables."""
 from pathlib import Path
 
-from dabench.figures import write_retrac_figures
 from dabench.runtime import job
 
 with job(snakemake) as smk:
+    from dabench.figures import write_retrac_figures
+
     tables = dict(smk.input.items())
     figures = {}
     for path in smk.output:

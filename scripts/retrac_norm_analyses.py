@@ -1,9 +1,10 @@
 """Snakemake adapter: ReTrac norm vs timestep, t_max, Algorithm 1 and timestep manipulation."""
-from dabench.methods import build
-from dabench.retrac_report import write_norm_analyses
 from dabench.runtime import job
 
 with job(snakemake) as smk:
+    from dabench.methods import build
+    from dabench.retrac_report import write_norm_analyses
+
     inp = dict(smk.input.items())
     replay = {int(k.rsplit("_", 1)[1]): v for k, v in inp.items() if k.startswith("replay_norms_")}
     ids = list(smk.params.methods)
