@@ -30,7 +30,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import torch
 
 # The attention projections diffusers' own text-to-image LoRA script adapts (D-TRAK used it).
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
@@ -111,6 +110,8 @@ def load_tokenizer(folder):
 
 
 def _seeded(seed: int, make):
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return make()
@@ -260,6 +261,7 @@ def add_lora(unet, rank: int, alpha: float, seed: int, b_std: float = 0.0,
     as the base — or B ~ N(0, ``b_std``²) when ``b_std`` > 0: with B = 0 every gradient of A is
     zero, so tests of per-example gradients (and attributions of an untrained adapter) need
     both factors non-zero. The same ``seed`` gives the same adapter. Returns ``unet``."""
+    import torch
     from peft import LoraConfig
 
     unet.requires_grad_(False)
@@ -294,14 +296,16 @@ def lora_state(unet) -> dict[str, torch.Tensor]:
 # Encoding prompts and images
 
 
-@torch.no_grad()
 def encode_prompts(text_encoder, tokenizer, prompts: list[str]) -> torch.Tensor:
     """c = the text encoder's last hidden states of each prompt, padded to the tokenizer's
     ``model_max_length``: (P, L, D) float32 (as Stable Diffusion conditions its UNet)."""
+    import torch
+
     ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
                     truncation=True, return_tensors="pt").input_ids
     device = next(text_encoder.parameters()).device
-    return text_encoder(ids.to(device)).last_hidden_state.float().cpu()
+    with torch.no_grad():
+        return text_encoder(ids.to(device)).last_hidden_state.float().cpu()
 
 
 def _encode(vae, x: torch.Tensor) -> torch.Tensor:
@@ -311,27 +315,31 @@ def _encode(vae, x: torch.Tensor) -> torch.Tensor:
     return out.latents if is_vq(vae) else out.latent_dist.mean
 
 
-@torch.no_grad()
 def encode_images(vae, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
     """z₀ = E(x)·s, the latent scaled by the autoencoder's ``scaling_factor`` (a KL
     autoencoder's posterior mean, a VQ one's latent before quantisation — what LDM trains its
     DDPM on): (N, C, H, W) in [-1, 1] -> (N, c, h, w) float32."""
+    import torch
+
     device = next(vae.parameters()).device
     s = float(vae.config.scaling_factor)
-    out = [_encode(vae, torch.as_tensor(images[i:i + batch_size]).to(device)) * s
-           for i in range(0, len(images), batch_size)]
-    return torch.cat(out).float().cpu().numpy()
+    with torch.no_grad():
+        out = [_encode(vae, torch.as_tensor(images[i:i + batch_size]).to(device)) * s
+               for i in range(0, len(images), batch_size)]
+        return torch.cat(out).float().cpu().numpy()
 
 
-@torch.no_grad()
 def decode_latents(vae, latents: np.ndarray, batch_size: int = 8) -> np.ndarray:
     """x = D(z₀ / s), clipped to [-1, 1]: the inverse of :func:`encode_images` (a VQ decoder
     quantises z₀ / s to its codebook first)."""
+    import torch
+
     device = next(vae.parameters()).device
     s = float(vae.config.scaling_factor)
-    out = [vae.decode(torch.as_tensor(latents[i:i + batch_size]).to(device) / s).sample
-           for i in range(0, len(latents), batch_size)]
-    return torch.cat(out).clamp(-1, 1).float().cpu().numpy()
+    with torch.no_grad():
+        out = [vae.decode(torch.as_tensor(latents[i:i + batch_size]).to(device) / s).sample
+               for i in range(0, len(latents), batch_size)]
+        return torch.cat(out).clamp(-1, 1).float().cpu().numpy()
 
 
 def decode_with_base(base_folder, latents: np.ndarray, device=None,
@@ -522,6 +530,8 @@ def train_autoencoder(vae, images: np.ndarray, steps: int, batch_size: int, lr: 
     Batches and posterior samples come from ``seed``: the same call gives the same weights.
     Then sets the ``scaling_factor`` s = 1 / std of the latent means (as Stable Diffusion chose
     its 0.18215), so that z₀ = s·μ has unit variance. Returns the frozen, eval-mode ``vae``."""
+    import torch
+
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     x_all = torch.as_tensor(images)
