@@ -36,7 +36,7 @@ rule build_latent_base:
     priority: 40
     conda:
         CONDA_GPU_ENV
-    threads: 2
+    threads: 1
     resources:
         **resources_of("build_latent_base"),
     params:

@@ -29,7 +29,7 @@ rule retrac_norm_analyses:
     priority: 15
     conda:
         CONDA_GPU_ENV
-    threads: 2
+    threads: 1
     resources:
         **resources_of("retrac_norm_analyses"),
     params:

@@ -13,7 +13,9 @@ rule train_full_model:
     priority: 40
     conda:
         CONDA_GPU_ENV
-    threads: 2
+    # One thread, like every rule: Snakemake reserves no cores, so on a small machine a 2-thread
+    # job waits until two cores are free at once — the ci run's latent chains waited 90 s.
+    threads: 1
     resources:
         **resources_of("train_full_model"),
     params:
@@ -39,7 +41,7 @@ rule generate_samples:
     priority: 40
     conda:
         CONDA_GPU_ENV
-    threads: 2
+    threads: 1
     resources:
         **resources_of("generate_samples"),
     params:
