@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import statistics
 import subprocess
@@ -30,6 +28,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import record  # noqa: E402
 
 IMPORTS = {
     "interpreter": "pass",
@@ -97,20 +98,13 @@ def main() -> None:
                         help="a finished run's folder (its benchmarks/ and logs/)")
     parser.add_argument("--out", default=str(REPO / "results/benchmarks/job_startup.json"))
     args = parser.parse_args()
-    from dabench.io import save_json
 
     result = {"benchmark": "job_startup", "imports_s": import_costs()}
     run = Path(args.run)
     if run.exists():
         result["run"] = str(run)
         result["per_rule"] = run_startups(run)
-    import torch
-
-    result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
-                         "torch": torch.__version__}
-    result["date"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    save_json(args.out, result)
-    print(json.dumps(result, indent=2))
+    record.write(result, args.out)
 
 
 if __name__ == "__main__":

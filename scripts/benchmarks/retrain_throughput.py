@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import record  # noqa: E402
 
 PATHS = ("previous", "current")
 
@@ -174,7 +176,7 @@ def main() -> None:
 
     from dabench import config
     from dabench.data import prepare
-    from dabench.io import save_json, save_npz
+    from dabench.io import save_npz
 
     cfg = config.load(args.config)
     args.steps = args.steps or config.training_recipe(cfg, "lds")["steps"]
@@ -198,13 +200,7 @@ def main() -> None:
                                              / result["previous"]["retrains_per_minute"])
     result["ground_truth_agreement"] = agreement(rows["previous"], rows["current"])
     result["training_step_floor"] = step_floor(args.config)
-    import torch
-
-    result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
-                         "torch": torch.__version__, "platform": platform.platform()}
-    result["date"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    save_json(args.out, result)
-    print(json.dumps(result, indent=2))
+    record.write(result, args.out)
 
 
 if __name__ == "__main__":

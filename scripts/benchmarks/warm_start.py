@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import subprocess
@@ -26,6 +25,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import record  # noqa: E402
 
 
 def run(config: Path, folder: Path, cores: int, warm: bool) -> dict:
@@ -62,7 +64,6 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--out", default=str(REPO / "results/benchmarks/warm_start.json"))
     args = parser.parse_args()
-    from dabench.io import save_json
 
     config = Path(args.config).resolve()
     result = {"benchmark": "warm_start", "config": str(config.relative_to(REPO)),
@@ -81,13 +82,7 @@ def main() -> None:
         result["tables_identical"] = outputs["cold"] == outputs["warm"]
         result["tables_differing"] = sorted(k for k in outputs["cold"]
                                             if outputs["cold"][k] != outputs["warm"].get(k))
-    import torch
-
-    result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
-                         "torch": torch.__version__}
-    result["date"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    save_json(args.out, result)
-    print(json.dumps(result, indent=2))
+    record.write(result, args.out)
 
 
 if __name__ == "__main__":
