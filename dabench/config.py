@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from dabench.layout import REPO_ROOT, SHAPLEY_WAYS
+from dabench.layout import REPO_ROOT, SHAPLEY_WAYS, TRAINING_SCORE
 
 SCHEMA_PATH = REPO_ROOT / "config.schema.yaml"
 
@@ -298,12 +298,18 @@ def shapley_plan(config: dict) -> dict | None:
                           f"among the methods scored on the generation set ({', '.join(scored)})")
     keys = [f"shapley-{w}" for w in SHAPLEY_WAYS]
     keys += [f"{m}.{how}" for m in baselines for how in ("mean", "max")]
+    if cfg.get("training_score"):
+        if TRAINING_SCORE in baselines:
+            raise ConfigError(f"config key shapley.baselines: a method named {TRAINING_SCORE!r} "
+                              f"clashes with shapley.training_score's attribution; rename it")
+        keys += [f"{TRAINING_SCORE}.{how}" for how in ("mean", "max")]
     bad = [k for k in cfg["counterfactual"]["methods"] if k not in keys]
     if bad:
         raise ConfigError(f"config key shapley.counterfactual.methods: {', '.join(map(repr, bad))} "
                           f"is not an attribution of this run: shapley-<retrain|finetune|sparse> "
                           f"or <baseline id>.<mean|max>")
-    return {"baselines": baselines, "counterfactual": list(cfg["counterfactual"]["methods"])}
+    return {"baselines": baselines, "counterfactual": list(cfg["counterfactual"]["methods"]),
+            "training_score": bool(cfg.get("training_score"))}
 
 
 def is_latent(config: dict) -> bool:

@@ -223,6 +223,8 @@ def run_dir_of(path, relative: str):
 
 # Group Shapley (docs/computation.md §7): coalition models are made three ways, each a folder.
 SHAPLEY_WAYS = ("retrain", "finetune", "sparse")
+# The group baseline that ranks groups by their own training images' quality score (no model).
+TRAINING_SCORE = "training-score"
 SHAPLEY_DESIGN = "shapley/design.npz"
 SHAPLEY_GROUPS = "shapley/groups.json"
 SHAPLEY_REFERENCE = "shapley/reference.npz"

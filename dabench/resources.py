@@ -501,7 +501,22 @@ def _train_embedder(job: _Job) -> Need:
 def _embed(job: _Job) -> Need:
     config, s = job.config, job.s
     n = s.n_train + sum(s.split(q) for q in config["lds"]["query_sets"])
-    if config["embedder"]["kind"] == "clip":
+    need = _image_model(config, s, n, config["embedder"]["kind"] == "clip")
+    need.disk_bytes = n * 4 * 512
+    return need
+
+
+def _training_score(job: _Job) -> Need:
+    """The quality score of every training image: the trained classifier, or CLIP under the
+    aesthetic predictor's head."""
+    need = _image_model(job.config, job.s, job.s.n_train, bool(job.config["shapley"]["aesthetic"]))
+    need.disk_bytes = 1 * MB
+    return need
+
+
+def _image_model(config: dict, s: Sizes, n: int, clip: bool) -> Need:
+    """``n`` images through CLIP (on a GPU when there is one) or through the trained classifier."""
+    if clip:
         need = Need(gpu=True)
         need.work.append(("forward", CLIP_FLOPS * n, math.ceil(n / 256)))
         need.host_bytes = CLIP_BYTES + 2 * n * s.image_bytes
@@ -513,7 +528,6 @@ def _embed(job: _Job) -> Need:
                           * s.resolution ** 2, math.ceil(n / 256)))
         need.work_bytes = 2 * n * s.image_bytes + 256 * 4 * config["embedder"]["width"] \
             * s.resolution ** 2 * 12
-    need.disk_bytes = n * 4 * 512
     return need
 
 
@@ -572,6 +586,7 @@ ESTIMATORS = (
     (("retrac_norm_analyses",), _retrac_norms),
     (("train_embedder",), _train_embedder),
     (("embed",), _embed),
+    (("shapley_training_score",), _training_score),
     (("counterfactual_retrain",), _counterfactual),
     (("shapley_reference", "shapley_prune", "shapley_submodels", "shapley_counterfactual"),
      lambda job: _shapley(job.base, job.config, job.s, job.wc)),
@@ -634,6 +649,8 @@ GPU_RULES = {"build_latent_base", "train_full_model", "generate_samples", "train
 def is_gpu_rule(rule: str, config: dict) -> bool:
     if rule == "embed":
         return config["embedder"]["kind"] == "clip"
+    if rule == "shapley_training_score":
+        return bool(config["shapley"]["aesthetic"])
     if rule == "prepare_dataset":         # a latent model's: the base encodes the examples
         return config["model"]["family"] in ("latent", "latent-ddpm")
     return rule in GPU_RULES

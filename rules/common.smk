@@ -424,8 +424,10 @@ def shapley_cf_inputs(wildcards):
 
 
 def shapley_attribution_files(wildcards=None):
-    """Every group attribution: the Shapley values of each way and each aggregated baseline."""
+    """Every group attribution: the Shapley values of each way, each aggregated baseline, and the
+    training images' score (both aggregations in one file, named by .mean)."""
     keys = [f"shapley-{w}" for w in SHAPLEY_WAYS] + [f"{m}.mean" for m in SHAPLEY["baselines"]]
+    keys += [f"{layout.TRAINING_SCORE}.mean"] if SHAPLEY["training_score"] else []
     return [run_path(layout.shapley_attribution(k)) for k in keys]
 
 

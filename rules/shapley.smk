@@ -133,6 +133,8 @@ rule shapley_baseline:
         json=run_path(layout.shapley_attribution("{method_id}.mean")),
     log:
         log_path("shapley_baseline/{method_id}"),
+    wildcard_constraints:
+        method_id=one_of(SHAPLEY["baselines"] if SHAPLEY else []),
     localrule: True
     conda:
         CONDA_ENV
@@ -140,6 +142,30 @@ rule shapley_baseline:
         entry=lambda wc: config["methods"][wc.method_id],
     script:
         "../scripts/shapley_baseline.py"
+
+
+# The baseline that looks at no model: each group's training images scored by the quality
+# property's per-image score (shapley.training_score).
+rule shapley_training_score:
+    input:
+        design=run_path(layout.SHAPLEY_DESIGN),
+        train=run_path(layout.TRAIN_DATA),
+        classifier=run_path(layout.EMBEDDER_MODEL),
+    output:
+        json=run_path(layout.shapley_attribution(f"{layout.TRAINING_SCORE}.mean")),
+    log:
+        log_path("shapley_training_score"),
+    benchmark:
+        bench_path("shapley_training_score")
+    conda:
+        CONDA_GPU_ENV
+    threads: 1
+    resources:
+        **resources_of("shapley_training_score"),
+    params:
+        aesthetic=config["shapley"]["aesthetic"],
+    script:
+        "../scripts/shapley_training_score.py"
 
 
 rule shapley_counterfactual:

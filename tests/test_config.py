@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import yaml
 
@@ -178,3 +180,19 @@ def test_the_workflow_stops_on_missing_inputs_before_any_job(repo, tmp_path):
     assert "data.path: image folder 'data/celeba' does not exist" in proc.stderr
     assert not (tmp_path / "results").exists() and "prepare_dataset" not in proc.stderr.split(
         "missing inputs")[-1]
+
+
+def test_training_score_baseline_keys_and_a_clashing_method_name(cfg):
+    from dabench.config import ConfigError, shapley_plan
+
+    cfg = copy.deepcopy(cfg)
+    cfg["shapley"]["counterfactual"]["methods"] = ["training-score.mean"]
+    with pytest.raises(ConfigError, match="'training-score.mean' is not an attribution"):
+        shapley_plan(cfg)
+    cfg["shapley"]["training_score"] = True
+    plan = shapley_plan(cfg)
+    assert plan["training_score"] and plan["counterfactual"] == ["training-score.mean"]
+    cfg["methods"]["training-score"] = dict(cfg["methods"]["pixel-cosine"])
+    cfg["shapley"]["baselines"] = ["training-score"]
+    with pytest.raises(ConfigError, match="clashes with shapley.training_score"):
+        shapley_plan(cfg)

@@ -225,3 +225,38 @@ def test_aesthetic_score_is_laions_head_on_normalised_clip_embeddings(tiny_clip,
         P.AestheticScorer(clip, str(tmp_path / "bad.pth"))
     with pytest.raises(FileNotFoundError, match="shapley.aesthetic.head"):
         P.AestheticScorer(clip, str(tmp_path / "none.pth"))
+
+
+def test_training_score_baseline_ranks_groups_by_their_own_images_quality(cfg, tmp_path):
+    """shapley.training_score: each training image's logit margin under the trained classifier
+    (top-1 minus top-2 logit, computed here from the logits), mean and max per group; a latent
+    model's training file is scored on its pixels, never its latents."""
+    from dabench.embedding import write_classifier
+    from dabench.io import load_json, save_npz
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([3, 5, 8], 4)
+    images = rng.uniform(-1, 1, (12, 1, 8, 8)).astype(np.float32)
+    save_npz(tmp_path / "train.npz", train_images=images, labels=labels)
+    save_npz(tmp_path / "val.npz", images=images[:6], labels=labels[:6])
+    write_classifier(tmp_path / "train.npz", tmp_path / "val.npz",
+                     {**cfg["embedder"], "steps": 5}, 0, tmp_path / "clf.safetensors")
+    S.write_design(tmp_path / "train.npz", cfg["shapley"], 0, tmp_path / "design.npz",
+                   tmp_path / "groups.json")
+    out = S.write_training_score(tmp_path / "design.npz", tmp_path / "train.npz",
+                                 tmp_path / "clf.safetensors", None, tmp_path / "ts.json")
+    logits = P.PropertyModel(tmp_path / "clf.safetensors").logits(images)
+    top = np.sort(logits, axis=1)
+    margin = (top[:, -1] - top[:, -2]).reshape(3, 4)        # groups 3, 5, 8 in label order
+    saved = load_json(tmp_path / "ts.json")
+    assert saved == out and set(out) == {"training-score.mean", "training-score.max"}
+    for how, want in (("mean", margin.mean(1)), ("max", margin.max(1))):
+        for prop in P.PROPERTIES:
+            np.testing.assert_allclose(out[f"training-score.{how}"]["values"][prop], want,
+                                       rtol=1e-5)
+    # A latent model's file: latents as train_images, the images as pixels.
+    save_npz(tmp_path / "latent.npz", train_images=rng.normal(size=(12, 4, 2, 2)),
+             labels=labels, pixels=images)
+    latent = S.write_training_score(tmp_path / "design.npz", tmp_path / "latent.npz",
+                                    tmp_path / "clf.safetensors", None, tmp_path / "ts2.json")
+    assert latent == out

@@ -30,7 +30,8 @@ from dabench.shapley.pruning import (  # noqa: F401
 from dabench.shapley.submodels import (  # noqa: F401
     Evaluator, chunk_rows, counterfactual_parts, load_attributions, load_chunks, load_start,
     merge_counterfactual, n_chunks, n_submodels, per_job, recipes, run_counterfactual, run_models,
-    write_baseline, write_design, write_pruned, write_reference, write_way_values
+    write_baseline, write_design, write_pruned, write_reference, write_training_score,
+    write_way_values
 )
 from dabench.shapley.results import (  # noqa: F401
     counterfactual_frame, lds_frame, runtime_and_budget, values_frame

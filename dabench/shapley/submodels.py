@@ -328,6 +328,34 @@ def write_baseline(design_path, scores_path, method_id: str, label: str, family:
     return out
 
 
+def write_training_score(design_path, train_path, classifier_path, aesthetic: dict | None,
+                         out_json) -> dict:
+    """Workflow stage: the baseline that looks at no model. Each training image's quality score —
+    the property model's per-image score: the classifier's logit margin, or the aesthetic
+    predictor with ``aesthetic`` — aggregated to its group by mean and by max, as
+    ``{"training-score.mean": entry, "training-score.max": entry}`` (a latent model's images:
+    its pixels). The same group scores stand for every property, as a method baseline's."""
+    from dabench.data import display_images
+    from dabench.io import load_npz, save_json
+    from dabench.layout import TRAINING_SCORE
+    from dabench.properties import PROPERTIES, PropertyModel
+
+    design = load_npz(design_path)
+    n = design["kernel"].shape[1]
+    images = display_images(load_npz(train_path), "train_images")
+    scores = PropertyModel(classifier_path, aesthetic).quality_scores(images)
+    what = "Aesthetic score" if aesthetic else "Quality score"
+    out = {}
+    for how in AGGREGATIONS:
+        g = aggregate(scores[None, :], design["groups"], n, how).tolist()
+        out[f"{TRAINING_SCORE}.{how}"] = {
+            "label": f"{what} of the training images ({how})", "family": "similarity",
+            "method_id": TRAINING_SCORE, "aggregation": how,
+            "values": {p: g for p in PROPERTIES}}
+    save_json(out_json, out)
+    return out
+
+
 def load_attributions(paths) -> dict:
     from dabench.io import load_json
 
