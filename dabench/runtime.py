@@ -50,8 +50,10 @@ def set_threads(threads: int) -> None:
     """Cap the job's compute threads at its Snakemake ``threads``. Through the environment, read
     when torch is first imported, so jobs that never need torch (tables, LDS, most scores) do
     not pay ~2 s to import it."""
+    from dabench.warm import THREAD_VARS
+
     threads = str(max(1, int(threads)))
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for var in THREAD_VARS:
         os.environ[var] = threads
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(int(threads))

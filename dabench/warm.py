@@ -54,7 +54,7 @@ PRELOAD = (
 )
 ENV = "DABENCH_WARM"          # the socket's path; "0" turns warm starts off
 CHILD = "DABENCH_WARM_CHILD"  # set in a forked job: it must not delegate again
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")  # read at import
 _HEADER = struct.Struct("!Q")
 _STATUS = struct.Struct("!i")
 
@@ -233,8 +233,7 @@ def _end_with(conn: socket.socket) -> None:
 def _run(script: str) -> int:
     import runpy
 
-    threads = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
-    _set_threads(threads)
+    _blas_threads(int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
     try:
         runpy.run_path(script, run_name="__main__")
     except SystemExit as exc:
@@ -248,11 +247,9 @@ def _run(script: str) -> int:
     return 0
 
 
-def _set_threads(threads: int) -> None:
-    """The job's thread count in the pools the server started with one thread."""
-    import torch
-
-    torch.set_num_threads(threads)
+def _blas_threads(threads: int) -> None:
+    """The job's thread count in the BLAS pools the server loaded with one thread (torch's own
+    comes from :func:`dabench.runtime.set_threads`, which the job calls)."""
     try:
         from threadpoolctl import threadpool_limits
 
@@ -277,7 +274,7 @@ def start(wait: float = 10.0) -> str | None:
         return os.environ[ENV]
     _folder = tempfile.mkdtemp(prefix="dabench-warm-")    # 0700: only this user can connect
     address = os.path.join(_folder, "socket")
-    env = {**os.environ, **{var: "1" for var in _THREAD_VARS}}
+    env = {**os.environ, **{var: "1" for var in THREAD_VARS}}
     env.pop(ENV, None)
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
