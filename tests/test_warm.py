@@ -97,8 +97,10 @@ def _run(folder, *targets, env=None, **kw):
 def test_a_job_runs_in_a_fork_of_the_warm_server_and_cold_when_turned_off(tiny):
     run = _run(tiny)
     assert run.returncode == 0, run.stderr[-3000:]
-    preloaded, child, cwd = (tiny / "where.txt").read_text().split(" ", 2)
-    assert (preloaded, child) == ("True", "1")
+    _, child, cwd = (tiny / "where.txt").read_text().split(" ", 2)
+    # Ran in a fork (torch may not be loaded yet: the server forks jobs that come while it
+    # imports, so on a busy machine the first job can arrive before torch is in).
+    assert child == "1"
     assert Path(cwd) == tiny                      # the fork works in the job's folder
     log = (tiny / "logs/where.log").read_text()            # its log, as a cold job's
     assert "finished in" in log and "(warm start, peak RSS" in log
