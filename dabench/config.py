@@ -21,7 +21,7 @@ SCHEMA_PATH = REPO_ROOT / "config.schema.yaml"
 
 RECIPE_KEYS = (
     "steps", "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip",
-    "checkpoint_steps", "resume_every", "mixed_precision", "micro_batch_size",
+    "checkpoint_steps", "resume_every", "mixed_precision", "micro_batch_size", "augment",
 )
 
 
@@ -103,6 +103,7 @@ def validate(config: dict, check_methods: bool = True) -> dict:
         config["methods"] = methods
         _check_retrac(config)
         counterfactual_methods(config)
+        journey_counterfactual_plan(config)
         shapley_plan(config)
         proponent_methods(config)
     # Key order carries no meaning; making it canonical keeps Snakemake's params comparison from
@@ -244,6 +245,33 @@ def counterfactual_methods(config: dict) -> list[str] | None:
     return list(cf["methods"])
 
 
+def journey_counterfactual_plan(config: dict) -> dict | None:
+    """The counterfactual at a sampling step (D-TRAK Appendix E), checked: ``timesteps``
+    (descending), ``shared`` (the counterfactual's method ids, whose retrained models it reuses;
+    the random control is added by the workflow), ``journey`` (the journey-trak method id whose
+    training features and λ the per-step scores use) and ``n_noises``; None when it does not
+    run — it is part of the counterfactual evaluation (it reuses its queries and retrained
+    models), so it is off whenever ``counterfactual.enabled`` is."""
+    cfg = config["journey_counterfactual"]
+    if not cfg["enabled"] or not config["counterfactual"]["enabled"]:
+        return None
+    journey = cfg["method"]
+    entry = config["methods"].get(journey)
+    if entry is None or entry["method"] != "journey-trak":
+        ids = sorted(m for m, e in config["methods"].items() if e["method"] == "journey-trak")
+        raise ConfigError(f"config key journey_counterfactual.method: {journey!r} is not a "
+                          f"journey-trak method under methods (journey-trak ids: "
+                          f"{', '.join(ids) or 'none'})")
+    t_max = config["model"]["num_train_timesteps"]
+    bad = [t for t in cfg["timesteps"] if not 0 <= t < t_max]
+    if bad:
+        raise ConfigError(f"config key journey_counterfactual.timesteps: {bad} outside "
+                          f"[0, {t_max})")
+    return {"timesteps": sorted(set(cfg["timesteps"]), reverse=True),
+            "shared": list(config["counterfactual"]["methods"]), "journey": journey,
+            "n_noises": cfg["n_noises"]}
+
+
 def proponent_methods(config: dict) -> list[str]:
     """Method ids of the proponents grid (checked against ``methods`` and the query set); the
     default is a TRAK and a D-TRAK method scored on that query set (the square function and the
@@ -353,7 +381,8 @@ def encoding_params(config: dict, run_dir: str | Path) -> dict | None:
     model."""
     if not is_latent(config):
         return None
-    params = {**config["latent"], "base": base_folder(config, run_dir)}
+    params = {**config["latent"], "base": base_folder(config, run_dir),
+              "hflip": bool(config["train"]["augment"]["hflip"])}
     if not is_text_to_image(config):
         params["conditional"] = False
     return params

@@ -56,11 +56,9 @@ def run_counterfactual(train_path, generation_path, scores_path, method_id: str,
     """Workflow stage: remove, retrain, regenerate one query; write the result .npz (original and
     counterfactual image, removed indices) and the retrained model."""
     from dabench import model as M
-    from dabench import training as T
+    from dabench.data import conditioning
     from dabench.io import load_npy, load_npz, save_npz
     from dabench.sampling import generate
-
-    from dabench.data import conditioning
 
     train = load_npz(train_path)
     images = train["train_images"]
@@ -71,15 +69,12 @@ def run_counterfactual(train_path, generation_path, scores_path, method_id: str,
     k = n_removed(n_train, fraction)
     row = None if scores_path is None else load_npy(scores_path)[query]
     removed = removal_set(row, k, n_train, seed, query)
-    keep = np.setdiff1d(np.arange(n_train), removed)
     recipe = {**recipe, "checkpoint_steps": []}
     tic = time.perf_counter()
-    # A latent model: retrained on the kept examples' prompts, regenerated with the query's.
-    cond, query_cond = conditioning(train), conditioning(samples)
-    result = T.train(images, keep, model_cfg, recipe, seed=derive_seed(seed, "full-train"),
-                     init_seed=derive_seed(seed, "full-init"), resume_path=resume_path,
-                     progress=f"counterfactual {method_id} query {query}", cond=cond)
-    regenerated = generate(result.unet, M.build_scheduler(model_cfg).config,
+    unet = retrain_without(train, removed, model_cfg, recipe, seed, resume_path,
+                           f"counterfactual {method_id} query {query}")
+    query_cond = conditioning(samples)
+    regenerated = generate(unet, M.build_scheduler(model_cfg).config,
                            samples["seeds"][query:query + 1],
                            inference_steps=generation_cfg["inference_steps"],
                            eta=generation_cfg["eta"], keep_trajectory=False,
@@ -87,7 +82,7 @@ def run_counterfactual(train_path, generation_path, scores_path, method_id: str,
                            uncond=None if query_cond is None else query_cond.uncond,
                            guidance=model_cfg.get("guidance", 1.0))["images"][0]
     seconds = time.perf_counter() - tic
-    M.save_model(model_path, result.unet,
+    M.save_model(model_path, unet,
                  {"role": "counterfactual", "method_id": method_id, "query": query,
                   "removed": removed.tolist(), "steps": recipe["steps"], "seed": seed,
                   **M.model_metadata(model_cfg, recipe, images.shape)})
@@ -109,6 +104,23 @@ def run_counterfactual(train_path, generation_path, scores_path, method_id: str,
     print(f"[dabench] counterfactual {method_id} query {query}: removed {k}, retrained and "
           f"regenerated in {seconds:.1f}s", flush=True)
     return out
+
+
+def retrain_without(train: dict, removed: np.ndarray, model_cfg: dict, recipe: dict, seed: int,
+                    resume_path, label: str):
+    """The full model's training (recipe, initialisation and training seeds, augmentation) on
+    the training set without ``removed``; returns the trained UNet. No checkpoints are kept."""
+    from dabench import training as T
+    from dabench.data import FLIPPED, conditioning
+
+    images = train["train_images"]
+    keep = np.setdiff1d(np.arange(len(images)), removed)
+    # A latent model: retrained on the kept examples' prompts.
+    result = T.train(images, keep, model_cfg, {**recipe, "checkpoint_steps": []},
+                     seed=derive_seed(seed, "full-train"), init_seed=derive_seed(seed, "full-init"),
+                     resume_path=resume_path, progress=label, cond=conditioning(train),
+                     flipped=train.get(FLIPPED))
+    return result.unet
 
 
 def pixel_l2(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -7,7 +7,8 @@ import pandas as pd
 
 from dabench.counterfactual import RANDOM, summarize
 from dabench.embedding import load_embedder
-from dabench.figures import plot_counterfactual_box, plot_counterfactual_grid
+from dabench.figures import (plot_counterfactual_box, plot_counterfactual_grid, plot_journey_box,
+                             plot_journey_grid)
 from dabench.io import load_npz, save_text
 from dabench.methods import build
 from dabench.naming import display_name
@@ -56,3 +57,45 @@ def write_counterfactual_figures(per_query_csv, result_paths: dict, labels: dict
     plot_counterfactual_box(per_query, *box_paths)
     results = {labels[m]["label"]: [load_npz(p) for p in paths] for m, paths in result_paths.items()}
     plot_counterfactual_grid(results, *grid_paths)
+
+
+def journey_labels(entries: dict) -> dict:
+    """:func:`method_labels` plus the per-step Journey-TRAK rows."""
+    from dabench.journey_counterfactual import JOURNEY_STEP
+
+    return {**method_labels(entries),
+            JOURNEY_STEP: {"label": "J-TRAK (per step)", "family": "trak"}}
+
+
+def write_journey_tables(result_paths: dict, labels: dict, embedder_cfg: dict, classifier_path,
+                         csv_path, tex_path, per_query_path) -> None:
+    """The counterfactual at a sampling step (D-TRAK Figures 21 / 23): per (method, timestep)
+    medians (CSV + LaTeX) and the distances of every (query, timestep)."""
+    from dabench.journey_counterfactual import summarize_steps
+
+    embedder = load_embedder(embedder_cfg, classifier_path)
+    results = {m: [load_npz(p) for p in paths] for m, paths in result_paths.items()}
+    per_query, summary = summarize_steps(results, embedder.embed)
+    for df in (per_query, summary):
+        df.insert(1, "method", df["method_id"].map(lambda m: labels[m]["label"]))
+        df.insert(2, "family", df["method_id"].map(lambda m: labels[m]["family"]))
+    summary["embedder"] = embedder.kind
+    write_csv(per_query, per_query_path, RAW_FLOATS)
+    write_csv(summary, csv_path, RAW_FLOATS)
+    space = summary["space"].iloc[0]
+    save_text(tex_path, simple_latex(
+        summary, {"timestep": "t", "method": "Method", "k": "k", "n_queries": "queries",
+                  "median_l2": f"median {space} L2 $\\uparrow$",
+                  "median_cosine": f"median {embedder.kind} cosine $\\downarrow$"},
+        "Counterfactual evaluation at a sampling step (D-TRAK App. E): top-k influencers "
+        "removed, retrained, the original trajectory resumed at the step of timestep t."))
+
+
+def write_journey_figures(per_query_csv, result_paths: dict, labels: dict, box_paths,
+                          grid_paths) -> None:
+    """Box plots per timestep (D-TRAK Figs. 21 / 23) and the originals beside each method's
+    regeneration from each step (Figs. 22 / 24)."""
+    per_query = pd.read_csv(per_query_csv)
+    plot_journey_box(per_query, *box_paths)
+    results = {labels[m]["label"]: [load_npz(p) for p in paths] for m, paths in result_paths.items()}
+    plot_journey_grid(results, *grid_paths)

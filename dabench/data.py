@@ -420,6 +420,8 @@ def write_dataset(data_cfg: dict, seed: int, train_path, validation_path, info_p
     if latent is not None:
         d = latent_examples(d, data_cfg, latent, latent["base"])
         extra = {s: {"pixels": d[f"{s}_pixels"]} for s in ("train", "validation")}
+        if FLIPPED in d:
+            extra["train"][FLIPPED] = d[FLIPPED]
         if "contexts" in d:
             shared = {"contexts": d["contexts"], "uncond": d["uncond"], "prompts": d["prompts"]}
             for s in ("train", "validation"):
@@ -491,6 +493,11 @@ class Conditioning:
         return h.hexdigest()
 
 
+# The training data file's key of the latents of the horizontally flipped training images (a
+# latent model trained with train.augment.hflip; a pixel model mirrors its images instead).
+FLIPPED = "train_images_hflip"
+
+
 def conditioning(arrays: dict) -> Conditioning | None:
     """The :class:`Conditioning` stored in a data file's ``arrays`` (keys ``contexts``,
     ``prompt``, ``uncond`` — written for latent models), or None for an unconditional model's."""
@@ -546,7 +553,9 @@ def latent_examples(d: dict, data_cfg: dict, latent_cfg: dict, base_folder) -> d
     figures and the embedder) and each example's prompt encoded once per distinct prompt by the
     base's text encoder (``contexts`` (P, L, D), ``*_prompt`` (N,) indices, ``uncond``: the empty
     prompt's, for guidance; ``prompts``: the P texts). ``latent_cfg['conditional']`` False (a
-    latent DDPM): latents only; ``latent_cfg['scaling_factor']``: the latent scale, if given."""
+    latent DDPM): latents only; ``latent_cfg['scaling_factor']``: the latent scale, if given;
+    ``latent_cfg['hflip']`` (train.augment.hflip): also the latents of the mirrored training
+    images (:data:`FLIPPED`)."""
     from dabench import device as D
     from dabench.latent import encode_images, encode_prompts, load_autoencoder, load_base
 
@@ -556,6 +565,8 @@ def latent_examples(d: dict, data_cfg: dict, latent_cfg: dict, base_folder) -> d
     for s in ("train", "validation"):
         out[f"{s}_pixels"] = d[f"{s}_images"]
         out[f"{s}_images"] = encode_images(vae, d[f"{s}_images"])
+    if latent_cfg.get("hflip"):
+        out[FLIPPED] = encode_images(vae, np.ascontiguousarray(d["train_images"][..., ::-1]))
     if not latent_cfg.get("conditional", True):
         return out                  # a latent DDPM: unconditional, its examples are latents
     parts = load_base(base_folder, ("text_encoder", "tokenizer"))

@@ -178,9 +178,12 @@ def replay_schedule(training_log: dict, checkpoint_step: int, n_train: int) -> d
     chosen = np.where(last >= 0, last, first)
     seen = chosen < flat.size
     chosen = np.where(seen, chosen, 0)
+    flips = np.asarray(training_log["flips"]).ravel() if "flips" in training_log \
+        else np.zeros(flat.size, dtype=bool)
     return {"step": np.where(seen, chosen // bsz, -1),
             "timestep": np.asarray(training_log["timesteps"]).ravel()[chosen],
             "noise_seed": np.asarray(training_log["noise_seeds"]).ravel()[chosen],
+            "flip": flips[chosen] & seen,
             "seen": seen}
 
 
@@ -188,7 +191,8 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
               projection_seed: int, out_path, batch_size: int | None = None,
               progress: bool | str = False, replay: dict | None = None,
               journey_timesteps: np.ndarray | None = None, budget_bytes: int | None = None,
-              rows: tuple[int, int] | None = None, cond=None) -> dict:
+              rows: tuple[int, int] | None = None, cond=None,
+              flipped: np.ndarray | None = None) -> dict:
     """Write φ of every image to ``out_path`` (.npy, float32, (N, k)), streaming: one batch of
     gradients is in memory at a time (planned by :func:`dabench.gradients.plan_gradients` for
     ``budget_bytes``, default the job's :func:`dabench.device.memory_budget`); rows go straight
@@ -206,7 +210,9 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
     b - a rows, each the same as in a whole pass up to float rounding: a batched kernel's
     summation order depends on the batch). ``batch_size`` forces vmap batches of that
     many examples (tests). ``cond`` (a latent model's :class:`dabench.data.Conditioning`):
-    each example's prompt. Returns timing, shape and plan information.
+    each example's prompt. ``flipped`` (replay of a latent model trained with flips): the
+    latents of the mirrored images; a pixel model's are mirrored here. Returns timing, shape and
+    plan information.
     """
     import torch
 
@@ -242,7 +248,15 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
         for start in range(first, last, plan.batch):
             idx = np.arange(start, min(last, start + plan.batch))
             rel = idx - first
-            x0 = torch.as_tensor(images[idx], device=device)
+            x0 = images[idx]
+            if spec.replay and replay["flip"][idx].any():
+                # The view the example was trained with: mirrored where the log says so.
+                from dabench.training import flipped_inputs
+
+                mirror = replay["flip"][idx].reshape(-1, *[1] * (x0.ndim - 1))
+                x0 = np.where(mirror, flipped[idx] if flipped is not None
+                              else flipped_inputs(x0), x0)
+            x0 = torch.as_tensor(x0, device=device)
             if spec.replay:
                 noises = example_noise(replay["noise_seed"][idx], shape)[:, None].to(device)
                 t = torch.as_tensor(replay["timestep"][idx], device=device)[:, None]
@@ -369,7 +383,7 @@ def write_features(model_path, model_cfg: dict, images_path, images_key: str, sp
     run folder that ``out_path`` (``<run>/features/<model>/<feature id>/<split>.npy``) lies in."""
     import os
 
-    from dabench.data import conditioning
+    from dabench.data import FLIPPED, conditioning
     from dabench.io import load_npy, load_npz, save_json, sha256
     from dabench.model import build_scheduler
 
@@ -402,12 +416,16 @@ def write_features(model_path, model_cfg: dict, images_path, images_key: str, sp
         if training_log_path is None:
             raise ValueError(f"feature {feature_id} replays the training log: pass its path")
         replay = replay_schedule(load_npz(training_log_path), int(step), len(images))
+        if replay["flip"].any() and "pixels" in samples and FLIPPED not in samples:
+            raise ValueError(f"{training_log_path} trains flipped examples but {images_path} has "
+                             f"no {FLIPPED} latents to replay them with")
     try:
         info = featurize(unet, scheduler, images, spec,
                          noise_seed=derive_seed(seed, "feature-noise", split),
                          projection_seed=projection_seed(seed), out_path=out_path,
                          progress=f"features {feature_id} {split}", replay=replay,
-                         journey_timesteps=journey, rows=rows, cond=cond)
+                         journey_timesteps=journey, rows=rows, cond=cond,
+                         flipped=samples.get(FLIPPED) if spec.replay else None)
     finally:
         if scratch is not None:
             scratch.unlink(missing_ok=True)

@@ -214,6 +214,17 @@ def counterfactual_result(method_id: str, query: int | str) -> str:
     return f"counterfactual/{method_id}/query{q}.npz"
 
 
+# The counterfactual at a sampling step (D-TRAK Appendix E): per-step Journey-TRAK scores and one
+# result per (method, query, timestep).
+JOURNEY_STEP_SCORES = "counterfactual/journey/step_scores.npz"
+
+
+def journey_result(method_id: str, query: int | str, timestep: int | str) -> str:
+    q = query if isinstance(query, str) else f"{int(query):04d}"
+    t = timestep if isinstance(timestep, str) else f"{int(timestep):04d}"
+    return f"counterfactual/journey/{method_id}/query{q}_t{t}.npz"
+
+
 def run_dir_of(path, relative: str):
     """The run folder ``results/<name>`` of ``path``, which is ``relative`` inside it."""
     path, relative = Path(path), Path(relative)

@@ -122,6 +122,7 @@ def run_retrains(
     progress: bool = True,
     cond=None,
     query_conds: dict | None = None,
+    flipped: np.ndarray | None = None,
 ) -> dict:
     """Train one model per (subset, seed) item and compute f(x; θ) on each query set.
 
@@ -130,7 +131,8 @@ def run_retrains(
     state there), so a re-run after a kill continues where it stopped. Returns
     ``{"subset": (n,), "seed": (n,), "seconds": (n,), "outputs.<query set>": (n, Q)}``.
     A latent model: ``cond`` / ``query_conds`` (name -> ...) are the examples' and the queries'
-    :class:`dabench.data.Conditioning`.
+    :class:`dabench.data.Conditioning`; ``flipped``: the latents of the mirrored training images
+    (flip augmentation, :func:`dabench.training.train`).
     """
     from dabench import model as M
     from dabench import training as T
@@ -177,7 +179,8 @@ def run_retrains(
             result = T.train(images, subsets[j], model_cfg, recipe, seed=train_seed,
                              init_seed=init_seed,
                              resume_path=partial_dir / f"{stem}.resume.safetensors",
-                             progress=label if progress else False, cond=cond)
+                             progress=label if progress else False, cond=cond,
+                             flipped=flipped)
             unet = result.unet
             M.save_model(trained, unet, {"family": family, "subset": j, "seed": r,
                                          **M.model_metadata(model_cfg, recipe, images.shape)})
@@ -250,7 +253,7 @@ def run_retrain_job(train_path, subsets_path, query_paths: dict, family: str, ch
     """Workflow stage: the retrains of one job (chunk) of a family, written as one .npz."""
     from dabench.io import load_npy, load_npz, save_npz
 
-    from dabench.data import conditioning
+    from dabench.data import FLIPPED, conditioning
 
     train = load_npz(train_path)
     images = train["train_images"]
@@ -262,7 +265,7 @@ def run_retrain_job(train_path, subsets_path, query_paths: dict, family: str, ch
     Path(model_dir).mkdir(parents=True, exist_ok=True)
     result = run_retrains(images, subsets, items, model_cfg, recipe, output_cfg, queries, seed,
                           partial_dir, model_dir if save_models else None, family,
-                          cond=conditioning(train),
+                          cond=conditioning(train), flipped=train.get(FLIPPED),
                           query_conds={name: conditioning(d) for name, d in query_data.items()})
     save_npz(chunk_path, **result)
     clear_partial(partial_dir)
@@ -320,3 +323,15 @@ def evaluate_scores(scores_path, subsets_path, outputs_path, method_id: str, met
                      subset_family=subset_family, n_models=method.n_models)
     save_json(out_path, record)
     return record
+
+
+def scored_methods(config: dict) -> dict[str, dict]:
+    """id -> entry of every method a run scores and evaluates on the LDS: the benchmarked ones
+    (``methods``), the ablation settings (:mod:`dabench.ablations`) and the checkpoint study's
+    (:mod:`dabench.checkpoint_selection`)."""
+    from dabench.ablations import ablation_methods
+    from dabench.checkpoint_selection import study_methods
+
+    return {**config["methods"],
+            **{i: a["entry"] for i, a in ablation_methods(config["ablations"]).items()},
+            **{i: s["entry"] for i, s in study_methods(config).items()}}

@@ -269,12 +269,10 @@ def _featurize(config, s: Sizes, wc: dict, splits: list, shard: tuple | None = N
 
 
 def _method(config: dict, method_id: str):
-    from dabench.ablations import ablation_methods
+    from dabench.lds import scored_methods
     from dabench.methods import build
 
-    entries = {**config["methods"],
-               **{i: a["entry"] for i, a in ablation_methods(config["ablations"]).items()}}
-    return build(entries[method_id])
+    return build(scored_methods(config)[method_id])
 
 
 def _scores(config, s: Sizes, wc: dict, query_sets: list, self_influence: bool = False) -> Need:
@@ -540,6 +538,37 @@ def _counterfactual(job: _Job) -> Need:
     return need
 
 
+def _journey(job: _Job) -> Need:
+    """The counterfactual at a sampling step: a retrain + one resumed sampling
+    (journey_step_retrain), resumed samplings only (journey_shared_regenerate), or the per-step
+    Journey-TRAK scores — clean estimates along Q trajectories, Q × R gradients per timestep,
+    one kernel solve (journey_step_scores)."""
+    from dabench import config as C
+
+    config, s = job.config, job.s
+    cfg = config["journey_counterfactual"]
+    n_t, n_q = len(cfg["timesteps"]), config["counterfactual"]["n_queries"]
+    if job.base == "journey_step_retrain":
+        need = _retrains(config, s, C.training_recipe(config, "train"), 1, False)
+        _generation(need, config, s, 1)
+        need.disk_bytes = s.saved_bytes
+        return need
+    need = Need(gpu=True)
+    if job.base == "journey_shared_regenerate":
+        _generation(need, config, s, n_t)
+        return need
+    _generation(need, config, s, n_q)                     # the clean estimates x̂₀ of each step
+    params = config["methods"][cfg["method"]]
+    _gradients(need, config, s, n_q * n_t, cfg["n_noises"], False,
+               (params["projection"], params["k"]))
+    k = s.p if params["projection"] == "none" else params["k"]
+    m = min(s.n_train, k)
+    need.host_bytes += 4 * s.n_train * k + 2 * 8 * m * m + 8 * n_t * n_q * s.n_train
+    need.work.append(("linalg", 2.0 * s.n_train * k * m + 10.0 * m ** 3, 0))
+    need.disk_bytes = 4 * n_t * n_q * s.n_train
+    return need
+
+
 def _shapley(base: str, config: dict, s: Sizes, wc: dict) -> Need:
     from dabench.shapley import recipes
 
@@ -588,6 +617,7 @@ ESTIMATORS = (
     (("embed",), _embed),
     (("shapley_training_score",), _training_score),
     (("counterfactual_retrain",), _counterfactual),
+    (("journey_step_scores", "journey_step_retrain", "journey_shared_regenerate"), _journey),
     (("shapley_reference", "shapley_prune", "shapley_submodels", "shapley_counterfactual"),
      lambda job: _shapley(job.base, job.config, job.s, job.wc)),
 )
@@ -642,7 +672,8 @@ def declare(rule: str, config: dict, wildcards: dict | None = None, attempt: int
 GPU_RULES = {"build_latent_base", "train_full_model", "generate_samples", "train_lds_models", "featurize",
              "featurize_replay", "featurize_journey", "featurize_train_shard",
              "retrac_norm_analyses", "train_outlier_model", "featurize_outliers",
-             "featurize_replay_outliers", "counterfactual_retrain", "shapley_reference",
+             "featurize_replay_outliers", "counterfactual_retrain", "journey_step_scores",
+             "journey_step_retrain", "journey_shared_regenerate", "shapley_reference",
              "shapley_prune", "shapley_submodels", "shapley_counterfactual"}
 
 

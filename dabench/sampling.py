@@ -48,7 +48,8 @@ def guided_eps(unet, x, t, cond=None, uncond=None, guidance: float = 1.0):
 def generate(unet, scheduler_config: dict, seeds: np.ndarray, inference_steps: int = 50,
              eta: float = 0.0, batch_size: int | None = None, progress: bool = False,
              keep_trajectory: bool = True, trajectory_path=None, cond=None, uncond=None,
-             guidance: float = 1.0) -> dict:
+             guidance: float = 1.0, start_step: int = 0,
+             start_states: np.ndarray | None = None) -> dict:
     """DDIM samples from the initial noises of ``seeds`` (conditional models: ``cond`` (n, L, D)
     each sample's context, ``uncond`` and ``guidance`` as in :func:`guided_eps`).
 
@@ -59,6 +60,12 @@ def generate(unet, scheduler_config: dict, seeds: np.ndarray, inference_steps: i
     clean estimate x_0); ``seeds`` (n,). With ``trajectory_path`` (.npy) the states are written
     to that file as they are computed (moved into place when complete) instead of being
     returned (read it back memory-mapped: ``np.load(path, mmap_mode="r")``). The initial noises come from CPU generators: the same on any device.
+
+    ``start_step`` s > 0 with ``start_states`` (n, C, H, W): continue sampling from those states
+    as state s of the trajectory (after s DDIM steps; Journey-TRAK's counterfactual resumes an
+    original trajectory at step s with another model). The steps before s are skipped — their
+    stochastic noise (eta > 0) is still drawn, so the steps after s see the same noise as in a
+    whole run; the states before s in the returned trajectory are those of ``seeds``' noise.
     """
     from diffusers import DDIMScheduler
 
@@ -71,6 +78,10 @@ def generate(unet, scheduler_config: dict, seeds: np.ndarray, inference_steps: i
     cfg = unet.config
     shape = (cfg.in_channels, cfg.sample_size, cfg.sample_size)
     n, steps = len(seeds), len(sched.timesteps)
+    if not 0 <= start_step < steps:
+        raise ValueError(f"start_step {start_step} is not one of the {steps} sampling steps")
+    if start_step and (start_states is None or len(start_states) != n):
+        raise ValueError("start_step > 0 needs start_states, one per seed")
     images = np.empty((n, *shape), dtype=np.float32)
     batch_size = batch_size or sampling_batch_size(unet)
     batches = range(0, n, batch_size)
@@ -101,7 +112,13 @@ def generate(unet, scheduler_config: dict, seeds: np.ndarray, inference_steps: i
             keep(0, sl, x)
             step_gen = torch.Generator(device="cpu").manual_seed(int(chunk[0]))
             c = None if cond is None else torch.as_tensor(cond[sl]).to(device)
+            if start_step:
+                x = torch.as_tensor(np.asarray(start_states[sl]), dtype=torch.float32).to(device)
             for i, t in enumerate(sched.timesteps):
+                if i < start_step:
+                    if eta > 0:
+                        torch.randn(x.shape, generator=step_gen)
+                    continue
                 eps = guided_eps(unet, x, t, c, uncond, guidance)
                 if eta > 0:
                     # DDIM's stochastic term drawn on the CPU: the same noise on any device.

@@ -166,6 +166,31 @@ def write_ablation_tables(record_paths: list, sidecar_paths: list, ablations_cfg
     return df
 
 
+def write_checkpoint_table(record_paths: list, config: dict, csv_path, tex_path) -> pd.DataFrame:
+    """Workflow stage: ``tables/checkpoint_selection.csv`` (+ ``.tex``: methods × checkpoints,
+    one block per query set)."""
+    from dabench.checkpoint_selection import checkpoint_frame
+
+    df = checkpoint_frame([load_json(p) for p in record_paths], config)
+    if df.empty:
+        latex = "% no checkpoint selection results\n"
+    else:
+        view = df.assign(cell=df.apply(fmt_ci, axis=1),
+                         name=df["method"] + " (" + df["variant"] + ", K="
+                         + df["n_timesteps"].astype(str) + ")",
+                         qs=df["query_set"].str.capitalize(),
+                         col=df["epoch"].map(lambda e: f"epoch {e:g}"))
+        wide = view.pivot_table(index=["qs", "name"], columns="col", values="cell",
+                                aggfunc="first", sort=False)
+        wide = wide.reindex(columns=[f"epoch {e:g}" for e in sorted(df["epoch"].unique())])
+        wide = wide.reset_index().rename(columns={"qs": "Queries", "name": "Method"})
+        latex = ("% LDS (%) with features from each training checkpoint (D-TRAK Figures 2, 6-8); "
+                 "the last column is the final model\n"
+                 + booktabs(wide, "ll" + "c" * (len(wide.columns) - 2)))
+    write_table(df, csv_path, tex_path, latex)
+    return df
+
+
 def simple_latex(df: pd.DataFrame, columns: dict, caption: str, digits: int = 3) -> str:
     """A booktabs table of ``columns`` (name -> header) of ``df``, floats to ``digits`` places."""
     view = df[list(columns)].rename(columns=columns)

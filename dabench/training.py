@@ -41,8 +41,11 @@ def training_plan(members: np.ndarray, recipe: dict, seed: int, num_train_timest
     ``members``: indices (into the training set D) this model is trained on. Returns arrays
     ``indices`` (steps, B) int64 — examples of each batch, epoch-wise shuffles of ``members``;
     ``timesteps`` (steps, B) int64 uniform in [0, T); ``noise_seeds`` (steps, B) int64;
-    ``lr`` (steps,) float64. Timesteps and noise seeds depend only on (seed, step, position), not
-    on ``members``: models of one seed on different subsets share them (docs/computation.md §2).
+    ``lr`` (steps,) float64; ``flips`` (steps, B) bool — whether the example is trained
+    horizontally flipped (``recipe['augment']['hflip']``: a fair coin per (step, position); all
+    False without it). Timesteps, noise seeds and flips depend only on (seed, step, position),
+    not on ``members``: models of one seed on different subsets share them
+    (docs/computation.md §2).
     """
     members = np.asarray(members, dtype=np.int64)
     steps, bsz = recipe["steps"], recipe["batch_size"]
@@ -58,12 +61,33 @@ def training_plan(members: np.ndarray, recipe: dict, seed: int, num_train_timest
     timesteps = t_rng.integers(0, num_train_timesteps, size=(steps, bsz))
     base = derive_seed(seed, "noise")
     noise_seeds = (base + positions.reshape(steps, bsz)) % (2**63 - 1)
+    if hflip(recipe):
+        flips = np.random.default_rng(derive_seed(seed, "hflip")).random((steps, bsz)) < 0.5
+    else:
+        flips = np.zeros((steps, bsz), dtype=bool)
     return {
         "indices": members[order].reshape(steps, bsz),
         "timesteps": timesteps.astype(np.int64),
         "noise_seeds": noise_seeds.astype(np.int64),
         "lr": lr_at(np.arange(steps), recipe),
+        "flips": flips,
     }
+
+
+def hflip(recipe: dict) -> bool:
+    """Whether a recipe trains with random horizontal flips (``augment: {hflip: true}``)."""
+    return bool((recipe.get("augment") or {}).get("hflip", False))
+
+
+def flipped_inputs(images, flipped=None):
+    """The horizontally flipped training inputs: ``flipped`` when given (a latent model's: the
+    latents of the flipped images, :data:`dabench.data.FLIPPED`), else ``images`` mirrored along
+    their width (a pixel model's). Works on numpy arrays and torch tensors alike."""
+    if flipped is not None:
+        return flipped
+    if isinstance(images, np.ndarray):
+        return np.ascontiguousarray(images[..., ::-1])
+    return images.flip(-1)
 
 
 @dataclass
@@ -126,12 +150,17 @@ def train(
     masks: dict | None = None,
     build: Callable[[int], torch.nn.Module] | None = None,
     cond: torch.Tensor | None = None,
+    flipped: np.ndarray | None = None,
 ) -> TrainResult:
     """Train a UNet from scratch on ``images[members]`` following :func:`training_plan`.
 
     Other model families: ``build(init_seed)`` returns the model to train instead of the
     config's ``UNet2DModel`` (its frozen parameters stay fixed: a LoRA adapter on a base), and
     ``cond`` (N, L, D) holds each training example's conditioning (:func:`dabench.model.denoise`).
+
+    Flip augmentation (``recipe['augment']['hflip']``): the plan's ``flips`` say which examples of
+    a batch are trained mirrored; a pixel model mirrors ``images``, a latent model needs
+    ``flipped`` — the latents of the mirrored images (a latent is not the mirror of the latent).
 
     Fine-tuning: ``init_state = (identity, state_dict)`` starts from those weights instead of a
     fresh initialisation (``identity``, e.g. the file's checksum, enters the resume fingerprint);
@@ -158,6 +187,13 @@ def train(
         build, family_meta = latent_builder(model_cfg)
         if cond is None:
             raise ValueError("a latent model trains on conditioned examples: pass cond")
+    if hflip(recipe) and flipped is None and (build is not None or model_cfg.get("base")):
+        raise ValueError("train.augment.hflip on a latent model needs the latents of the flipped "
+                         "training images (the data file's train_images_hflip): re-run "
+                         "prepare_dataset with the augmentation on")
+    if flipped is not None and np.shape(flipped) != np.shape(images):
+        raise ValueError(f"flipped inputs {np.shape(flipped)} do not match the images "
+                         f"{np.shape(images)}")
     unet = build_unet(model_cfg, channels, resolution, init_seed) if build is None else build(init_seed)
     if init_state is not None:         # a whole model's state, or an adapter's trainable part
         load_model_tensors(unet, {f"model.{k}": v for k, v in init_state[1].items()})
@@ -178,8 +214,9 @@ def train(
             "model_config": model_cfg, "run_id": run_id, "n_members": len(members)}
     start = _resume(resume_path, run_id, unet, optimizer, params)
     unet, optimizer = accelerator.prepare(unet, optimizer)
+    x_flip = (torch.as_tensor(flipped_inputs(images, flipped)) if plan["flips"].any() else None)
     loop = _Loop(accelerator, unet, optimizer, build_scheduler(model_cfg), plan, recipe,
-                 torch.as_tensor(images), mask_pairs, cond)
+                 torch.as_tensor(images), mask_pairs, cond, x_flip)
     end = recipe["steps"] if stop_after is None else min(recipe["steps"], stop_after)
     bar = _progress_bar(progress, accelerator, recipe["steps"], start)
     checkpoints = []
@@ -258,10 +295,11 @@ class _Loop:
     """One optimizer step of :func:`train` at a time, and what it saves after a step."""
 
     def __init__(self, accelerator, unet, optimizer, scheduler, plan: dict, recipe: dict,
-                 x_all: torch.Tensor, mask_pairs: list, cond: torch.Tensor | None = None):
+                 x_all: torch.Tensor, mask_pairs: list, cond: torch.Tensor | None = None,
+                 x_flip: torch.Tensor | None = None):
         self.accelerator, self.unet, self.optimizer = accelerator, unet, optimizer
         self.scheduler, self.plan, self.recipe = scheduler, plan, recipe
-        self.x_all, self.mask_pairs, self.cond = x_all, mask_pairs, cond
+        self.x_all, self.mask_pairs, self.cond, self.x_flip = x_all, mask_pairs, cond, x_flip
         self.shape = tuple(x_all.shape[1:])
         self.losses = np.full(recipe["steps"], np.nan, dtype=np.float32)
 
@@ -270,7 +308,12 @@ class _Loop:
         # Each process takes its share of the logged global batch; DDP averages the gradients.
         world, rank, device = acc.num_processes, acc.process_index, acc.device
         idx = plan["indices"][step][rank::world]
-        x0 = self.x_all[idx].to(device)
+        x0 = self.x_all[idx]
+        flips = plan["flips"][step][rank::world]
+        if flips.any():
+            x0 = torch.where(torch.as_tensor(flips).reshape(-1, *[1] * (x0.dim() - 1)),
+                             self.x_flip[idx], x0)
+        x0 = x0.to(device)
         t = torch.as_tensor(plan["timesteps"][step][rank::world], device=device)
         noise = example_noise(plan["noise_seeds"][step][rank::world], self.shape).to(device)
         for group in self.optimizer.param_groups:
@@ -326,7 +369,8 @@ def save_training_log(path, plan: dict, losses: np.ndarray, members: np.ndarray)
     """The training log of docs/computation.md §1 as an .npz of plain arrays (see
     :func:`training_plan`)."""
     save_npz(path, indices=plan["indices"], timesteps=plan["timesteps"],
-             noise_seeds=plan["noise_seeds"], lr=plan["lr"], loss=losses, members=members)
+             noise_seeds=plan["noise_seeds"], lr=plan["lr"], flips=plan["flips"], loss=losses,
+             members=members)
 
 
 def train_full_model(train_path, model_cfg: dict, recipe: dict, seed: int, model_path, log_path,
@@ -335,7 +379,7 @@ def train_full_model(train_path, model_cfg: dict, recipe: dict, seed: int, model
     of ``recipe['checkpoint_steps']`` and the training log."""
     from dabench.io import load_npz
 
-    from dabench.data import conditioning
+    from dabench.data import FLIPPED, conditioning
 
     data = load_npz(train_path)
     images = data["train_images"]
@@ -344,7 +388,7 @@ def train_full_model(train_path, model_cfg: dict, recipe: dict, seed: int, model
     result = train(images, members, model_cfg, recipe, seed=derive_seed(seed, "full-train"),
                    init_seed=derive_seed(seed, "full-init"), checkpoint_dir=checkpoint_dir,
                    resume_path=resume_path, meta={"role": "full", "members": "all"},
-                   cond=conditioning(data),
+                   cond=conditioning(data), flipped=data.get(FLIPPED),
                    progress="full model")
     save_training_log(log_path, result.plan, result.losses, members)
     save_model(model_path, result.unet,

@@ -14,8 +14,9 @@ from dabench import config as dabench_config
 from dabench import layout
 from dabench import resources as dabench_resources
 from dabench.ablations import ablation_methods
+from dabench.checkpoint_selection import study_methods
 from dabench import shapley as dabench_shapley
-from dabench.lds import n_chunks
+from dabench.lds import n_chunks, scored_methods
 from dabench.methods import build as build_method
 from dabench.config import (
     checkpoint_method_ids,
@@ -57,8 +58,13 @@ ABLATIONS = ablation_methods(config["ablations"])
 # The splits featurize computes (the training set is sharded when features.train_shards > 1).
 TRAIN_SHARDS = config["features"]["train_shards"]
 FEATURIZE_SPLITS = (["train"] if TRAIN_SHARDS == 1 else []) + QUERY_SETS
-# Every scored method: the benchmarked ones and the ablation settings.
-ALL_METHODS = {**config["methods"], **{i: a["entry"] for i, a in ABLATIONS.items()}}
+# D-TRAK's checkpoint selection study: method entries with features from a checkpoint.
+try:
+    CHECKPOINT_STUDY = study_methods(config)
+except ValueError as err:
+    raise WorkflowError(str(err)) from None
+# Every scored method: the benchmarked ones, the ablation settings and the checkpoint study's.
+ALL_METHODS = scored_methods(config)
 # The query sets each method attributes (Journey-TRAK: generated queries only).
 METHOD_QUERY_SETS = {
     m: [qs for qs in QUERY_SETS if build_method(e).covers(qs)] for m, e in ALL_METHODS.items()
@@ -81,6 +87,12 @@ CF_QUERIES = (
     if COUNTERFACTUAL
     else []
 )
+# The counterfactual at a sampling step (D-TRAK Appendix E): timesteps, the counterfactual's
+# queries, the shared methods (their counterfactual models reused, the random control first) and
+# the journey-trak method, or None.
+JOURNEY_CF = dabench_config.journey_counterfactual_plan(config)
+if JOURNEY_CF:
+    JOURNEY_CF = {**JOURNEY_CF, "queries": CF_QUERIES, "shared": CF_METHODS}
 # Group Shapley (docs/computation.md §7): {"baselines": method ids, "counterfactual": attribution
 # keys} or None.
 SHAPLEY = shapley_plan(config)
@@ -128,6 +140,7 @@ wildcard_constraints:
     model=r"full|step\d{6}|dm\d{4}",
     feature_id=feature_id_pattern("any"),
     cf_method="|".join(map(re.escape, CF_METHODS)) or "NO_METHOD",
+    jtimestep=r"\d{4}",
     query=r"\d{4}",
     method_id="|".join(map(re.escape, sorted(ALL_METHODS))) if ALL_METHODS else "NO_METHOD",
 
@@ -258,6 +271,45 @@ def counterfactual_outputs():
     return tables + figures
 
 
+def journey_results(wildcards=None):
+    """method id -> result files of every (query, timestep) of the counterfactual at a step."""
+    from dabench.journey_counterfactual import JOURNEY_STEP
+
+    if not JOURNEY_CF:
+        return {}
+    return {
+        m: [
+            run_path(layout.journey_result(m, q, t))
+            for q in JOURNEY_CF["queries"]
+            for t in JOURNEY_CF["timesteps"]
+        ]
+        for m in JOURNEY_CF["shared"] + [JOURNEY_STEP]
+    }
+
+
+def journey_step_inputs(wildcards=None):
+    """The journey-trak method's training features and its generation scores' sidecar (λ)."""
+    method_id = JOURNEY_CF["journey"]
+    method = build_method(config["methods"][method_id])
+    return {
+        "train_features": run_path(method.inputs("generation")["train_features"]),
+        "sidecar": run_path(layout.scores_sidecar(method_id, "generation")),
+    }
+
+
+def journey_outputs():
+    if not JOURNEY_CF:
+        return []
+    out = [run_path(layout.table("journey_counterfactual", e)) for e in ("csv", "tex")]
+    out.append(run_path(layout.table("journey_counterfactual_per_query")))
+    out += [
+        run_path(layout.figure(f"journey_counterfactual_{n}", e))
+        for n in ("box", "grid")
+        for e in ("pdf", "png")
+    ]
+    return out
+
+
 def retrac_outputs():
     """Tables and figures of the Diffusion-ReTrac analyses (empty when they do not run)."""
     if not RETRAC:
@@ -337,6 +389,13 @@ def ablation_records(wildcards=None):
     return [run_path(layout.lds_result(m, qs)) for m in ABLATIONS for qs in METHOD_QUERY_SETS[m]]
 
 
+def checkpoint_records(wildcards=None):
+    """LDS records of the checkpoint study's methods and of the methods it studies (their final
+    checkpoint)."""
+    ids = list(CHECKPOINT_STUDY) + config["checkpoint_selection"]["methods"]
+    return [run_path(layout.lds_result(m, qs)) for m in ids for qs in METHOD_QUERY_SETS[m]]
+
+
 def retraining_records(wildcards=None):
     """LDS records of the methods with several retrained models and of the single-model methods
     the ensembles average (their reference rows): a change elsewhere leaves the table alone."""
@@ -378,12 +437,16 @@ def result_outputs():
         targets += [run_path(layout.figure("ablations", ext)) for ext in ("pdf", "png")]
     if lambda_sidecars():
         targets.append(run_path(layout.table("lambda")))
+    if CHECKPOINT_STUDY:
+        targets += [run_path(layout.table("checkpoint_selection", e)) for e in ("csv", "tex")]
+        targets += [run_path(layout.figure("checkpoint_selection", e)) for e in ("pdf", "png")]
     targets += [run_path(layout.self_influence(m)) for m in SELF_INFLUENCE_METHODS]
     if retraining_records():
         targets += [run_path(layout.table("retraining", ext)) for ext in ("csv", "tex")]
         targets += [run_path(layout.figure("retraining", ext)) for ext in ("pdf", "png")]
     targets += retrac_outputs()
     targets += counterfactual_outputs()
+    targets += journey_outputs()
     targets += shapley_outputs()
     targets += [run_path(layout.table("cost", ext)) for ext in ("csv", "tex")]
     targets += [run_path(layout.figure("cost", ext)) for ext in ("pdf", "png")]

@@ -66,6 +66,39 @@ rule plot_ablations:
         "../scripts/plot_ablations.py"
 
 
+# D-TRAK Figures 2, 6-8: LDS with the features of each training checkpoint.
+rule make_checkpoint_table:
+    input:
+        records=checkpoint_records,
+    output:
+        csv=run_path(layout.table("checkpoint_selection")),
+        tex=run_path(layout.table("checkpoint_selection", "tex")),
+    log:
+        log_path("make_checkpoint_table"),
+    localrule: True
+    conda:
+        CONDA_ENV
+    params:
+        config={k: config[k] for k in ("checkpoint_selection", "train", "data", "methods")},
+    script:
+        "../scripts/make_checkpoint_table.py"
+
+
+rule plot_checkpoint_selection:
+    input:
+        csv=run_path(layout.table("checkpoint_selection")),
+    output:
+        pdf=run_path(layout.figure("checkpoint_selection")),
+        png=figure("checkpoint_selection", "1. LDS benchmark"),
+    log:
+        log_path("plot_checkpoint_selection"),
+    localrule: True
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/plot_checkpoint_selection.py"
+
+
 # D-TRAK Tables 7-8: the retraining-based methods against the number of retrained models.
 rule make_retraining_table:
     input:

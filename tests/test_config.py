@@ -196,3 +196,53 @@ def test_training_score_baseline_keys_and_a_clashing_method_name(cfg):
     cfg["shapley"]["baselines"] = ["training-score"]
     with pytest.raises(ConfigError, match="clashes with shapley.training_score"):
         shapley_plan(cfg)
+
+
+def test_checkpoint_selection_methods_and_their_errors(cfg):
+    """The study turns each (method, earlier checkpoint) into a method whose features come from
+    that checkpoint; what it cannot study is named by its config key."""
+    from dabench import layout
+    from dabench.checkpoint_selection import study_methods
+    from dabench.lds import scored_methods
+    from dabench.methods import build
+
+    study = study_methods(cfg)
+    assert sorted(study) == ["d-trak-square-ckpt30", "trak-ckpt30"]  # 60 is the final model
+    method = build(study["trak-ckpt30"]["entry"])
+    assert method.inputs("validation")["train_features"] == layout.features(
+        "step000030", method.spec.id, "train")
+    assert "checkpoint=30" in method.variant and set(study) <= set(scored_methods(cfg))
+    bad = copy.deepcopy(cfg)
+    bad["checkpoint_selection"]["methods"] = ["journey-trak"]
+    with pytest.raises(ValueError, match="checkpoint_selection.methods: 'journey-trak'"):
+        study_methods(bad)
+    bad["checkpoint_selection"]["methods"] = ["no-such-method"]
+    with pytest.raises(ValueError, match="'no-such-method' not among the method ids"):
+        study_methods(bad)
+    bad = copy.deepcopy(cfg)
+    bad["checkpoint_selection"]["checkpoints"] = [45]
+    with pytest.raises(ValueError, match=r"checkpoint_selection.checkpoints: \[45\] not in"):
+        study_methods(bad)
+    with pytest.raises(ValueError, match="checkpoint 45 is not in train.checkpoint_steps"):
+        build({**cfg["methods"]["trak"], "checkpoint": 45}).bind(cfg)
+    with pytest.raises(ValueError, match="cannot take its features from a checkpoint"):
+        build({**cfg["methods"]["trak-ensemble-S2"], "checkpoint": 30})
+
+
+def test_journey_counterfactual_keys_are_checked(cfg):
+    from dabench.config import journey_counterfactual_plan
+
+    plan = journey_counterfactual_plan(cfg)
+    assert plan["timesteps"] == [400] and plan["journey"] == "journey-trak"
+    bad = copy.deepcopy(cfg)
+    bad["journey_counterfactual"]["method"] = "trak"
+    with pytest.raises(ConfigError, match="journey_counterfactual.method: 'trak' is not a "
+                                          "journey-trak method"):
+        journey_counterfactual_plan(bad)
+    bad = copy.deepcopy(cfg)
+    bad["journey_counterfactual"]["timesteps"] = [1000]
+    with pytest.raises(ConfigError, match=r"timesteps: \[1000\] outside \[0, 1000\)"):
+        journey_counterfactual_plan(bad)
+    off = copy.deepcopy(cfg)
+    off["counterfactual"]["enabled"] = False          # part of the counterfactual evaluation
+    assert journey_counterfactual_plan(off) is None

@@ -162,14 +162,21 @@ def test_replay_schedule_picks_the_last_training_step_before_the_checkpoint():
     assert r["timestep"].tolist() == [10, 11, 12] and r["step"].tolist() == [0, 0, 1]
 
 
-def test_replay_features_use_the_logged_timestep_and_noise(tiny, tmp_path, cfg):
-    """The training gradient of x_i at checkpoint c is the one of its logged (t, ε): compare each
-    replayed feature row with an autograd gradient at the training log's entry."""
+@pytest.mark.parametrize("hflip", [False, True])
+def test_replay_features_use_the_logged_timestep_and_noise(tiny, tmp_path, cfg, hflip):
+    """The training gradient of x_i at checkpoint c is the one of its logged (t, ε) and, with flip
+    augmentation, of the view (mirrored or not) it was trained on: compare each replayed feature
+    row with an autograd gradient at the training log's entry."""
     unet, sched = tiny
-    recipe = {**cfg["train"], "steps": 6, "batch_size": 4, "warmup_steps": 1}
+    recipe = {**cfg["train"], "steps": 6, "batch_size": 4, "warmup_steps": 1,
+              "augment": {"hflip": hflip}}
     images = np.random.default_rng(2).uniform(-1, 1, (5, 1, 8, 8)).astype(np.float32)
     plan = T.training_plan(np.arange(5), recipe, seed=3, num_train_timesteps=1000)
     replay = F.replay_schedule(plan, checkpoint_step=4, n_train=5)
+    if hflip:       # the seeded log mirrors some examples at their replayed step, not all
+        assert 0 < replay["flip"].sum() < 5
+    else:
+        assert not replay["flip"].any()
     spec = FeatureSpec("loss", schedule="replay", projection="none", k=0)
     assert FeatureSpec.parse(spec.id) == spec and spec.id == "loss_replay_e1_none"
     info = F.featurize(unet, sched, images, spec, 0, 0, tmp_path / "train.npy", replay=replay)
@@ -182,7 +189,9 @@ def test_replay_features_use_the_logged_timestep_and_noise(tiny, tmp_path, cfg):
         assert step < 4 and i not in plan["indices"][step + 1:4].ravel()
         t = torch.tensor(plan["timesteps"][step, pos])
         noise = M.example_noise(plan["noise_seeds"][step, pos:pos + 1], (1, 8, 8))[0]
-        g = _loop_gradient(unet, sched, torch.as_tensor(images[i]), t, noise).numpy()
+        assert replay["flip"][i] == plan["flips"][step, pos]
+        view = images[i][..., ::-1].copy() if plan["flips"][step, pos] else images[i]
+        g = _loop_gradient(unet, sched, torch.as_tensor(view), t, noise).numpy()
         np.testing.assert_allclose(phi[i], g, rtol=1e-3, atol=1e-6 * np.abs(g).max())
         assert norms[i] == pytest.approx(np.linalg.norm(g), rel=1e-4)
     with pytest.raises(ValueError, match="n_noises = 1"):

@@ -24,7 +24,7 @@ LAYERS = [
     ("config", {"config"}),
     # Experiments that only compute.
     ("experiments", {"lds", "ablations", "properties", "shapley", "shapley.*", "retrac",
-                     "counterfactual"}),
+                     "counterfactual", "checkpoint_selection", "journey_counterfactual"}),
     # Tables, figures, cost, example grids, report pages.
     ("reporting", {"naming", "tables", "cost", "figures", "figures.*", "examples", "report",
                    "shapley_report", "retrac_report", "counterfactual_report"}),

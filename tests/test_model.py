@@ -73,6 +73,40 @@ def test_a_logged_step_replays_exactly(cfg, images):
     assert torch.equal(single[0], noise[3])
 
 
+def test_flip_augmentation_is_logged_and_a_flipped_step_replays_exactly(cfg, images):
+    """train.augment.hflip: a fair coin per (step, position), shared by subsets of one seed like
+    the timesteps; the loss of a step recomputed from the log, mirroring exactly the logged
+    examples, equals the loss training saw — and differs from the unmirrored one."""
+    recipe = {**RECIPE, "steps": 5, "checkpoint_steps": [], "augment": {"hflip": True}}
+    plan = T.training_plan(np.arange(20), {**recipe, "steps": 200}, 7, 1000)
+    assert 0.45 < plan["flips"].mean() < 0.55
+    other = T.training_plan(np.arange(3), {**recipe, "steps": 200}, 7, 1000)
+    assert np.array_equal(plan["flips"], other["flips"])
+    off = T.training_plan(np.arange(20), RECIPE, 7, 1000)
+    assert not off["flips"].any() and np.array_equal(off["timesteps"], plan["timesteps"][:24])
+    seen = {}
+    result = T.train(images, np.arange(20), cfg["model"], recipe, seed=1, init_seed=2,
+                     on_step=lambda s, loss: seen.setdefault(s, loss))
+    log = result.plan
+    flips = log["flips"][0]
+    assert 0 < flips.sum() < len(flips)      # both views in the first batch (seeded)
+    unet = M.build_unet(cfg["model"], 1, 8, init_seed=2)
+    sched = M.build_scheduler(cfg["model"])
+    x0 = images[log["indices"][0]]
+    mirrored = np.where(flips[:, None, None, None], x0[..., ::-1], x0)
+    t = torch.as_tensor(log["timesteps"][0])
+    noise = M.example_noise(log["noise_seeds"][0], (1, 8, 8))
+    with torch.no_grad():
+        replay = M.per_example_loss(unet, sched, torch.as_tensor(mirrored), t, noise).mean().item()
+        plain = M.per_example_loss(unet, sched, torch.as_tensor(x0), t, noise).mean().item()
+    assert replay == pytest.approx(seen[1], rel=1e-5)
+    assert plain != pytest.approx(seen[1], rel=1e-5)
+    # A latent model cannot mirror its latents: it must be given the mirrored images' latents.
+    with pytest.raises(ValueError, match="train_images_hflip"):
+        T.train(images, np.arange(20), {**cfg["model"], "base": "somewhere"}, recipe, seed=1,
+                init_seed=2)
+
+
 def test_resumed_training_equals_uninterrupted(cfg, images, tmp_path):
     members = np.arange(0, 20, 2)
     full = T.train(images, members, cfg["model"], RECIPE, seed=5, init_seed=6)

@@ -282,6 +282,50 @@ def test_lds_recomputed_from_files_matches_the_table(ci_run):
     assert row["lds"] == pytest.approx(100 * np.nanmean(per_query), abs=1e-3)
 
 
+def test_checkpoint_selection_scores_each_checkpoint_with_its_own_features(ci_run):
+    """D-TRAK's checkpoint study: one row per (method, query set, checkpoint); the final
+    checkpoint's row is the method's own LDS row, an earlier one comes from scores computed on
+    that checkpoint's features (so it differs)."""
+    df = pd.read_csv(ci_run / "tables/checkpoint_selection.csv")
+    lds = pd.read_csv(ci_run / "tables/lds.csv")
+    assert set(df["method_id"]) == {"trak", "d-trak-square"}
+    assert sorted(set(df["step"])) == [30, 60] and df["final"].tolist().count(True) == 4
+    best = df.loc[df.groupby(["method_id", "query_set"])["lds"].idxmax()]
+    assert best["best"].all() and df["best"].sum() >= 4
+    for _, row in df[df["final"]].iterrows():
+        ref = lds[(lds.method_id == row["method_id"]) & (lds.query_set == row["query_set"])]
+        assert row["lds"] == pytest.approx(ref["lds"].iloc[0], abs=1e-3)
+    side = json.loads((ci_run / "scores/trak-ckpt30/validation.json").read_text())
+    assert side["params"]["checkpoint"] == 30
+    assert side["inputs"]["train_features"].startswith("features/step000030/")
+    early = np.load(ci_run / "scores/trak-ckpt30/validation.npy")
+    assert not np.allclose(early, np.load(ci_run / "scores/trak/validation.npy"))
+    assert (ci_run / "figures/checkpoint_selection.pdf").stat().st_size > 0
+
+
+def test_journey_counterfactual_resumes_each_methods_counterfactual_model(ci_run):
+    """D-TRAK Appendix E: the shared methods remove what the counterfactual removed (its model is
+    reused), per-step Journey-TRAK removes the top-k of its own step's scores; every row of the
+    table is a (method, timestep)."""
+    from dabench import io
+
+    df = pd.read_csv(ci_run / "tables/journey_counterfactual.csv")
+    assert set(df["method_id"]) == {"random", "trak", "d-trak-square", "journey-trak-step"}
+    assert set(df["timestep"]) == {400} and (df["n_queries"] == 1).all()
+    query = int(pd.read_csv(ci_run / "tables/counterfactual_per_query.csv")["query"].iloc[0])
+    for method in ("trak", "random"):
+        cf = io.load_npz(ci_run / f"counterfactual/{method}/query{query:04d}.npz")
+        jr = io.load_npz(ci_run / f"counterfactual/journey/{method}/query{query:04d}_t0400.npz")
+        assert np.array_equal(cf["removed"], jr["removed"])
+        assert np.array_equal(jr["original"], cf["original"])
+    step = io.load_npz(ci_run / "counterfactual/journey/step_scores.npz")
+    jt = io.load_npz(ci_run / f"counterfactual/journey/journey-trak-step/query{query:04d}_t0400.npz")
+    row = step["scores"][0, list(step["queries"]).index(query)]
+    assert set(jt["removed"]) == set(np.argsort(-row, kind="stable")[:int(jt["k"])])
+    assert int(jt["step"]) == int(step["steps"][0])
+    assert (ci_run / "figures/journey_counterfactual_grid.png").stat().st_size > 0
+
+
 def test_a_completed_run_plans_nothing(ci_run):
     proc = snakemake(ci_run.parent.parent, "--dry-run")
     assert proc.returncode == 0

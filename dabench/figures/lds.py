@@ -205,3 +205,43 @@ def plot_cost(df, pdf_path, png_path):
         ax.set_xlabel("compute per method (s, log scale)")
         ax.set_title(f"{qs.capitalize()} queries")
     finish_panels(plt, fig, axes[0], "LDS (%)", pdf_path, png_path)
+
+
+def plot_checkpoint_selection(df, pdf_path, png_path):
+    """D-TRAK Figures 2 / 6–8: LDS against the training epoch of the checkpoint the features come
+    from, one line per method and setting (solid D-TRAK, dashed TRAK; shades by K), one panel per
+    query set; the final model's point is ringed."""
+    plt = style()
+    query_sets = [q for q in ("validation", "generation") if q in set(df["query_set"])]
+    fig, axes = plt.subplots(1, max(len(query_sets), 1), figsize=(TWO_COLUMN * 0.8, 2.1),
+                             squeeze=False, sharey=True)
+    keys = list(dict.fromkeys(zip(df["method"], df["variant"], df["n_timesteps"])))
+    for ax, qs in zip(axes[0], query_sets):
+        for key in keys:
+            same = [k for k in keys if k[0] == key[0]]
+            sub = df[(df["method"] == key[0]) & (df["variant"] == key[1])
+                     & (df["n_timesteps"] == key[2]) & (df["query_set"] == qs)].sort_values("step")
+            if sub.empty:
+                continue
+            fam = sub["family"].iloc[0] if isinstance(sub["family"].iloc[0], str) else "trak"
+            c = shade(fam, same.index(key), len(same)) if key[0] != "TRAK" else \
+                shade("influence", same.index(key), len(same))
+            ax.errorbar(sub["epoch"], sub["lds"], yerr=[sub["lds"] - sub["ci_low"],
+                        sub["ci_high"] - sub["lds"]], color=c, marker="o", ms=3, capsize=2,
+                        elinewidth=0.6, ls="--" if key[0] == "TRAK" else "-",
+                        label=f"{key[0]} ({key[1]}, K={key[2]})")
+            last = sub[sub["final"].astype(bool)]
+            ax.scatter(last["epoch"], last["lds"], s=40, facecolors="none", edgecolors=c, lw=0.8)
+        ax.axhline(0, color="black", lw=0.5)
+        ax.set_title(f"{qs.capitalize()} queries")
+        ax.set_xlabel("checkpoint (training epoch)")
+        ticks = sorted(set(df["epoch"]))
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    finish_panels(plt, fig, axes[0], "LDS (%)", pdf_path, png_path)
+
+
+def write_checkpoint_figure(csv_path, pdf_path, png_path) -> None:
+    """Workflow stage: ``figures/checkpoint_selection.pdf`` / ``.png``."""
+    import pandas as pd
+
+    plot_checkpoint_selection(pd.read_csv(csv_path), pdf_path, png_path)

@@ -26,6 +26,9 @@ from dabench.methods.base import AttributionMethod
 FEATURE_DEFAULTS = {"function": "loss", "n_timesteps": 10, "schedule": "uniform", "n_noises": 1,
                     "projection": "sparse", "k": 4096}
 LAMBDA_GRID = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]
+# ``checkpoint``: the training step of the full model's checkpoint the features are taken at
+# (None: the final model) — D-TRAK's checkpoint selection study (dabench.checkpoint_selection).
+MODEL_DEFAULTS = {"checkpoint": None}
 
 
 class KernelSolver:
@@ -147,12 +150,34 @@ class GradientFeatureMethod(AttributionMethod):
     """Base of every method that reads gradient features of the full model."""
 
     family = "gradient"
-    defaults = dict(FEATURE_DEFAULTS)
+    defaults = {**FEATURE_DEFAULTS, **MODEL_DEFAULTS}
     abbreviations = {"n_timesteps": "K", "k": "k", "n_noises": "e"}
+    # Whether its features may come from a training checkpoint (``checkpoint``) instead of the
+    # final model: not for methods whose features are tied to other models or trajectories.
+    checkpoint_features = True
 
     def __init__(self, **params):
         super().__init__(**params)
         self.spec  # a bad feature parameter (n_timesteps: 0, an unknown function) fails here
+        step = self.params.get("checkpoint")
+        if step is not None:
+            if not self.checkpoint_features:
+                raise ValueError(f"{self.name} cannot take its features from a checkpoint "
+                                 f"(checkpoint: {step!r})")
+            if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+                raise ValueError(f"checkpoint must be a positive training step, got {step!r}")
+
+    def bind(self, config):
+        step = self.params.get("checkpoint")
+        available = sorted(config["train"]["checkpoint_steps"])
+        if step is not None and step not in available:
+            raise ValueError(f"checkpoint {step} is not in train.checkpoint_steps {available}")
+
+    @property
+    def feature_model(self) -> str:
+        """The model name of its features: ``full`` or the checkpoint's ``stepNNNNNN``."""
+        step = self.params.get("checkpoint")
+        return "full" if step is None else layout.checkpoint_name(step)
 
     @property
     def spec(self) -> FeatureSpec:
@@ -168,12 +193,14 @@ class GradientFeatureMethod(AttributionMethod):
         for key in ("schedule", "projection", "k", "n_noises"):
             if self.params[key] != FEATURE_DEFAULTS[key]:
                 parts.append(f"{key}={self.params[key]}")
+        if self.params.get("checkpoint") is not None:
+            parts.append(f"checkpoint={self.params['checkpoint']}")
         return ", ".join(parts)
 
     def inputs(self, query_set):
-        fid = self.spec.id
-        return {"train_features": layout.features("full", fid, "train"),
-                "query_features": layout.features("full", fid, query_set)}
+        fid, model = self.spec.id, self.feature_model
+        return {"train_features": layout.features(model, fid, "train"),
+                "query_features": layout.features(model, fid, query_set)}
 
     def feature_dim(self, sizes) -> int:
         return sizes.p if self.params["projection"] == "none" else self.params["k"]
@@ -187,7 +214,7 @@ class GradientFeatureMethod(AttributionMethod):
 class GradientSimilarity(GradientFeatureMethod):
     name = "gradient"
     label = "Gradient"
-    defaults = {**FEATURE_DEFAULTS, "similarity": "dot"}
+    defaults = {**FEATURE_DEFAULTS, **MODEL_DEFAULTS, "similarity": "dot"}
 
     @property
     def variant(self) -> str:
@@ -204,7 +231,7 @@ class TRAK(GradientFeatureMethod):
     name = "trak"
     label = "TRAK"
     family = "trak"
-    defaults = {**FEATURE_DEFAULTS, "lambdas": LAMBDA_GRID}
+    defaults = {**FEATURE_DEFAULTS, **MODEL_DEFAULTS, "lambdas": LAMBDA_GRID}
     tunes_lambda = True
 
     def inputs(self, query_set):
@@ -289,6 +316,7 @@ class JourneyTRAK(TRAK):
     name = "journey-trak"
     label = "Journey-TRAK"
     query_sets = ("generation",)
+    checkpoint_features = False     # its query side follows the final model's trajectories
 
     def __init__(self, **params):
         super().__init__(**params)

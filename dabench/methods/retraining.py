@@ -42,6 +42,7 @@ class EnsembleMixin:
 
     family = "trak"
     abbreviations = {**TRAK.abbreviations, "n_models": "S"}
+    checkpoint_features = False     # its members are the retrained models, not checkpoints
 
     def __init__(self, **params):
         super().__init__(**params)
