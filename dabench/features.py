@@ -187,6 +187,18 @@ def replay_schedule(training_log: dict, checkpoint_step: int, n_train: int) -> d
             "seen": seen}
 
 
+def trained_views(images: np.ndarray, flip: np.ndarray, flipped: np.ndarray | None = None):
+    """Each example as it was trained: mirrored where the replay schedule's ``flip`` is set
+    (``flipped``: a latent model's latents of the mirrored images, rows matching ``images``; a
+    pixel model's are mirrored here)."""
+    if not np.any(flip):
+        return images
+    from dabench.training import flipped_inputs
+
+    mirror = np.asarray(flip).reshape(-1, *[1] * (np.ndim(images) - 1))
+    return np.where(mirror, flipped_inputs(images, flipped), images)
+
+
 def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed: int,
               projection_seed: int, out_path, batch_size: int | None = None,
               progress: bool | str = False, replay: dict | None = None,
@@ -249,13 +261,9 @@ def featurize(unet, scheduler, images: np.ndarray, spec: FeatureSpec, noise_seed
             idx = np.arange(start, min(last, start + plan.batch))
             rel = idx - first
             x0 = images[idx]
-            if spec.replay and replay["flip"][idx].any():
-                # The view the example was trained with: mirrored where the log says so.
-                from dabench.training import flipped_inputs
-
-                mirror = replay["flip"][idx].reshape(-1, *[1] * (x0.ndim - 1))
-                x0 = np.where(mirror, flipped[idx] if flipped is not None
-                              else flipped_inputs(x0), x0)
+            if spec.replay:
+                x0 = trained_views(x0, replay["flip"][idx],
+                                   None if flipped is None else flipped[idx])
             x0 = torch.as_tensor(x0, device=device)
             if spec.replay:
                 noises = example_noise(replay["noise_seed"][idx], shape)[:, None].to(device)

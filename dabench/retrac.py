@@ -149,12 +149,14 @@ def norm_analyses(checkpoints: dict, model_cfg: dict, train_path, training_log_p
 
     ``checkpoints``: step -> checkpoint path; ``replay_norm_paths``: step -> the exact norms of
     the replayed training gradients (``features/stepN/<replay id>/train.norms.npy``)."""
-    from dabench.features import replay_schedule
+    from dabench.data import FLIPPED
+    from dabench.features import replay_schedule, trained_views
     from dabench.io import load_npy, load_npz
     from dabench.architecture import timestep_grid
     from dabench.model import build_scheduler, load_model
 
-    images = load_npz(train_path)["train_images"]
+    train = load_npz(train_path)
+    images, flipped = train["train_images"], train.get(FLIPPED)
     log = load_npz(training_log_path)
     n = len(images)
     scheduler = build_scheduler(model_cfg)
@@ -174,8 +176,10 @@ def norm_analyses(checkpoints: dict, model_cfg: dict, train_path, training_log_p
                                        "timestep": replay["timestep"], "norm": norms,
                                        "trained_at_step": replay["step"]}))
         unet, _ = load_model(checkpoints[step])
-        # Each probe example with the noise it was trained with nearest this checkpoint.
-        curves = timestep_norms(unet, scheduler, images[probe], grid, replay["noise_seed"][probe])
+        # Each probe example with the noise (and view) it was trained with nearest this
+        # checkpoint.
+        views = trained_views(images, replay["flip"], flipped)
+        curves = timestep_norms(unet, scheduler, views[probe], grid, replay["noise_seed"][probe])
         mean = curves.mean(axis=0)
         t_max[step] = int(grid[int(np.argmax(mean))])
         curve_rows.append(pd.DataFrame({"checkpoint": step, "timestep": grid, "norm": mean,
@@ -187,7 +191,7 @@ def norm_analyses(checkpoints: dict, model_cfg: dict, train_path, training_log_p
             ex = int(probe[0])
             every = np.arange(T) if cfg.get("curve_timesteps") is None else \
                 timestep_grid(T, cfg["curve_timesteps"])
-            curve = timestep_norms(unet, scheduler, images[[ex]], every,
+            curve = timestep_norms(unet, scheduler, views[[ex]], every,
                                    replay["noise_seed"][[ex]])[0]
             curve_rows.append(pd.DataFrame({"checkpoint": step, "timestep": every, "norm": curve,
                                             "curve": "one example", "example": ex,
@@ -217,12 +221,14 @@ def manipulation(methods: dict, method_inputs: dict, checkpoints: dict, model_cf
     ``methods``: id -> built checkpoint method (Diffusion-TracIn, Diffusion-ReTrac);
     ``method_inputs``: id -> its inputs on ``query_set`` plus ``scores`` (its score file).
     The first method's scores choose the uninfluential examples."""
-    from dabench.features import projection_seed, replay_schedule
+    from dabench.data import FLIPPED
+    from dabench.features import projection_seed, replay_schedule, trained_views
     from dabench.io import load_checked_npy, load_npy, load_npz
     from dabench.model import build_scheduler, load_model
     from dabench.projection import make_projector
 
-    images = load_npz(train_path)["train_images"]
+    train = load_npz(train_path)
+    images, flipped = train["train_images"], train.get(FLIPPED)
     log = load_npz(training_log_path)
     n = len(images)
     scheduler = build_scheduler(model_cfg)
@@ -247,7 +253,10 @@ def manipulation(methods: dict, method_inputs: dict, checkpoints: dict, model_cf
         projectors = [make_projector(name, p, k, projection_seed(seed)) for name, k in specs]
         projected = {spec: np.empty((len(union), proj.k)) for spec, proj in zip(specs, projectors)}
         norms = np.empty(len(union))
-        for rows, parts, batch_norms in _gradients(unet, scheduler, images[union], t,
+        # Each example as it was trained (mirrored where the log says so), at t_max.
+        views = trained_views(images[union], replay["flip"][union],
+                              None if flipped is None else flipped[union])
+        for rows, parts, batch_norms in _gradients(unet, scheduler, views, t,
                                                    replay["noise_seed"][union], projectors):
             norms[rows] = batch_norms
             for spec, part in zip(specs, parts):

@@ -104,6 +104,15 @@ def shrink(config: dict, n_train: int = 6, n_validation: int = 2, data_path: str
     for key in ("tracin", "retrac"):
         if out["retrac"].get(key) is not None:
             out["retrac"][key] = rename.get(out["retrac"][key], out["retrac"][key])
+    study = out["checkpoint_selection"]
+    if study.get("enabled"):
+        # One checkpoint before the final model's step 4 (D-TRAK's checkpoint study).
+        study.update({"methods": ids(study["methods"]), "checkpoints": [2]})
+        out["train"]["checkpoint_steps"] = [2, 4]
+    journey = out["journey_counterfactual"]
+    if journey.get("enabled"):
+        journey.update({"method": rename.get(journey["method"], journey["method"]),
+                        "timesteps": journey["timesteps"][:1], "n_noises": 1})
     abl = out["ablations"]
     if abl.get("enabled"):
         abl.update({"n_timesteps": [1, 2], "k": sorted(set(abl["k"]))[:2],
