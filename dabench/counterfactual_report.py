@@ -25,26 +25,35 @@ def method_labels(entries: dict) -> dict:
     return {RANDOM: {"label": "Random", "family": "reference"}, **out}
 
 
-def write_counterfactual_tables(result_paths: dict, labels: dict, embedder_cfg: dict,
-                                classifier_path, csv_path, tex_path, per_query_path) -> None:
-    """``result_paths``: method id -> result .npz paths; ``labels``: :func:`method_labels`.
-    Writes the per-method medians (CSV + booktabs LaTeX) and the per-query distances."""
+def _summarize_and_write(summarize_fn, result_paths: dict, labels: dict, embedder_cfg: dict,
+                         classifier_path, csv_path, per_query_path):
+    """Load the results, summarise them with ``summarize_fn`` on the run's embedder, label the
+    rows and write both CSVs; returns (summary, embedder kind)."""
     embedder = load_embedder(embedder_cfg, classifier_path)
     results = {m: [load_npz(p) for p in paths] for m, paths in result_paths.items()}
-    per_query, summary = summarize(results, embedder.embed)
+    per_query, summary = summarize_fn(results, embedder.embed)
     for df in (per_query, summary):
         df.insert(1, "method", df["method_id"].map(lambda m: labels[m]["label"]))
         df.insert(2, "family", df["method_id"].map(lambda m: labels[m]["family"]))
     summary["embedder"] = embedder.kind
     write_csv(per_query, per_query_path, RAW_FLOATS)
     write_csv(summary, csv_path, RAW_FLOATS)
+    return summary, embedder.kind
+
+
+def write_counterfactual_tables(result_paths: dict, labels: dict, embedder_cfg: dict,
+                                classifier_path, csv_path, tex_path, per_query_path) -> None:
+    """``result_paths``: method id -> result .npz paths; ``labels``: :func:`method_labels`.
+    Writes the per-method medians (CSV + booktabs LaTeX) and the per-query distances."""
+    summary, kind = _summarize_and_write(summarize, result_paths, labels, embedder_cfg,
+                                         classifier_path, csv_path, per_query_path)
     space = summary["space"].iloc[0]
     scale = ("between the latent encodings (D-TRAK's latent models)" if space == "latent"
              else "on the [0, 1] scale")
     save_text(tex_path, simple_latex(
         summary, {"method": "Method", "k": "k", "n_queries": "queries",
                   "median_l2": f"median {space} L2 $\\uparrow$",
-                  "median_cosine": f"median {embedder.kind} cosine $\\downarrow$"},
+                  "median_cosine": f"median {kind} cosine $\\downarrow$"},
         "Counterfactual evaluation (D-TRAK Sec. 4.4): top-k influencers removed, retrained, "
         f"regenerated from the same noise; {space} L2 {scale}."))
 
@@ -73,20 +82,13 @@ def write_journey_tables(result_paths: dict, labels: dict, embedder_cfg: dict, c
     medians (CSV + LaTeX) and the distances of every (query, timestep)."""
     from dabench.journey_counterfactual import summarize_steps
 
-    embedder = load_embedder(embedder_cfg, classifier_path)
-    results = {m: [load_npz(p) for p in paths] for m, paths in result_paths.items()}
-    per_query, summary = summarize_steps(results, embedder.embed)
-    for df in (per_query, summary):
-        df.insert(1, "method", df["method_id"].map(lambda m: labels[m]["label"]))
-        df.insert(2, "family", df["method_id"].map(lambda m: labels[m]["family"]))
-    summary["embedder"] = embedder.kind
-    write_csv(per_query, per_query_path, RAW_FLOATS)
-    write_csv(summary, csv_path, RAW_FLOATS)
+    summary, kind = _summarize_and_write(summarize_steps, result_paths, labels, embedder_cfg,
+                                         classifier_path, csv_path, per_query_path)
     space = summary["space"].iloc[0]
     save_text(tex_path, simple_latex(
         summary, {"timestep": "t", "method": "Method", "k": "k", "n_queries": "queries",
                   "median_l2": f"median {space} L2 $\\uparrow$",
-                  "median_cosine": f"median {embedder.kind} cosine $\\downarrow$"},
+                  "median_cosine": f"median {kind} cosine $\\downarrow$"},
         "Counterfactual evaluation at a sampling step (D-TRAK App. E): top-k influencers "
         "removed, retrained, the original trajectory resumed at the step of timestep t."))
 

@@ -179,10 +179,10 @@ def write_checkpoint_table(record_paths: list, config: dict, csv_path, tex_path)
                          name=df["method"] + " (" + df["variant"] + ", K="
                          + df["n_timesteps"].astype(str) + ")",
                          qs=df["query_set"].str.capitalize(),
-                         col=df["epoch"].map(lambda e: f"epoch {e:g}"))
+                         col=df["epoch"].map(lambda e: f"epoch {e:.0f}"))
         wide = view.pivot_table(index=["qs", "name"], columns="col", values="cell",
                                 aggfunc="first", sort=False)
-        wide = wide.reindex(columns=[f"epoch {e:g}" for e in sorted(df["epoch"].unique())])
+        wide = wide.reindex(columns=[f"epoch {e:.0f}" for e in sorted(df["epoch"].unique())])
         wide = wide.reset_index().rename(columns={"qs": "Queries", "name": "Method"})
         latex = ("% LDS (%) with features from each training checkpoint (D-TRAK Figures 2, 6-8); "
                  "the last column is the final model\n"

@@ -8,6 +8,20 @@ import numpy as np
 from dabench.figures.style import TWO_COLUMN, image_grid, save, shade, show_image, style
 
 
+def _method_boxes(ax, per_query, methods: list, key: str) -> None:
+    """One box of column ``key`` per method (in its family's shade), the queries as points."""
+    data = [per_query.loc[per_query["method"] == m, key].to_numpy() for m in methods]
+    box = ax.boxplot(data, patch_artist=True, widths=0.55, medianprops={"color": "black"},
+                     flierprops={"markersize": 2})
+    families = [per_query.loc[per_query["method"] == m, "family"].iloc[0] for m in methods]
+    for j, (patch, fam) in enumerate(zip(box["boxes"], families)):
+        patch.set_facecolor(shade(fam, families[:j].count(fam), families.count(fam)))
+        patch.set_alpha(0.75)
+    for i, d in enumerate(data):
+        ax.scatter(np.full(len(d), i + 1) + np.linspace(-0.12, 0.12, len(d)), d, s=5,
+                   color="black", zorder=3)
+
+
 def plot_counterfactual_box(per_query, pdf_path, png_path):
     """Two panels: pixel (a latent model's: latent) L2 (higher = the removed examples mattered
     more) and embedding cosine
@@ -18,16 +32,7 @@ def plot_counterfactual_box(per_query, pdf_path, png_path):
     space = per_query["space"].iloc[0] if "space" in per_query else "pixel"
     for ax, (key, title) in zip(axes, (("l2", f"{space} L2 distance ↑"),
                                        ("cosine", "embedding cosine similarity ↓"))):
-        data = [per_query.loc[per_query["method"] == m, key].to_numpy() for m in methods]
-        box = ax.boxplot(data, patch_artist=True, widths=0.55, medianprops={"color": "black"},
-                         flierprops={"markersize": 2})
-        families = [per_query.loc[per_query["method"] == m, "family"].iloc[0] for m in methods]
-        for j, (patch, fam) in enumerate(zip(box["boxes"], families)):
-            patch.set_facecolor(shade(fam, families[:j].count(fam), families.count(fam)))
-            patch.set_alpha(0.75)
-        for i, d in enumerate(data):
-            ax.scatter(np.full(len(d), i + 1) + np.linspace(-0.12, 0.12, len(d)), d, s=5,
-                       color="black", zorder=3)
+        _method_boxes(ax, per_query, methods, key)
         ax.set_xticks(range(1, len(methods) + 1), methods, rotation=20, ha="right")
         ax.set_title(title)
     fig.tight_layout()
@@ -65,7 +70,6 @@ def plot_journey_box(per_query, pdf_path, png_path):
     plt = style()
     timesteps = sorted(set(per_query["timestep"]), reverse=True)
     methods = list(dict.fromkeys(per_query["method"]))
-    families = [per_query.loc[per_query["method"] == m, "family"].iloc[0] for m in methods]
     space = per_query["space"].iloc[0] if "space" in per_query else "pixel"
     fig, axes = plt.subplots(2, len(timesteps), figsize=(TWO_COLUMN * 0.8, 3.4), squeeze=False,
                              sharey="row")
@@ -74,15 +78,7 @@ def plot_journey_box(per_query, pdf_path, png_path):
         for row, (key, title) in enumerate((("l2", f"{space} L2 distance ↑"),
                                             ("cosine", "embedding cosine similarity ↓"))):
             ax = axes[row][col]
-            data = [at.loc[at["method"] == m, key].to_numpy() for m in methods]
-            box = ax.boxplot(data, patch_artist=True, widths=0.55, medianprops={"color": "black"},
-                             flierprops={"markersize": 2})
-            for j, (patch, fam) in enumerate(zip(box["boxes"], families)):
-                patch.set_facecolor(shade(fam, families[:j].count(fam), families.count(fam)))
-                patch.set_alpha(0.75)
-            for i, d in enumerate(data):
-                ax.scatter(np.full(len(d), i + 1) + np.linspace(-0.12, 0.12, len(d)), d, s=5,
-                           color="black", zorder=3)
+            _method_boxes(ax, at, methods, key)
             ax.set_xticks(range(1, len(methods) + 1), methods if row else [""] * len(methods),
                           rotation=25, ha="right")
             ax.set_title(f"t = {t}" if row == 0 else "", fontsize=7)

@@ -236,7 +236,7 @@ def plot_checkpoint_selection(df, pdf_path, png_path):
         ax.set_title(f"{qs.capitalize()} queries")
         ax.set_xlabel("checkpoint (training epoch)")
         ticks = sorted(set(df["epoch"]))
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_xticks(ticks, [f"{t:.0f}" for t in ticks])
     finish_panels(plt, fig, axes[0], "LDS (%)", pdf_path, png_path)
 
 
