@@ -390,9 +390,11 @@ def encoding_params(config: dict, run_dir: str | Path) -> dict | None:
 
 def pretrain_recipe(config: dict) -> dict:
     """The tiny base UNet's training recipe: section ``train`` with ``latent.pretrain.train``'s
-    steps, batch size and learning rate, no checkpoints."""
+    steps, batch size and learning rate, no checkpoints and no augmentation (the base stands in
+    for a pre-trained model; train.augment is the attributed fine-tuning's recipe)."""
     recipe = training_recipe(config, "train")
-    recipe.update(config["latent"]["pretrain"]["train"], checkpoint_steps=[])
+    recipe.update(config["latent"]["pretrain"]["train"], checkpoint_steps=[],
+                  augment={"hflip": False})
     recipe["warmup_steps"] = min(recipe["warmup_steps"], recipe["steps"])
     return recipe
 

@@ -63,6 +63,7 @@ try:
     CHECKPOINT_STUDY = study_methods(config)
 except ValueError as err:
     raise WorkflowError(str(err)) from None
+CHECKPOINT_STUDY_BASES = sorted({s["base"] for s in CHECKPOINT_STUDY.values()})
 # Every scored method: the benchmarked ones, the ablation settings and the checkpoint study's.
 ALL_METHODS = scored_methods(config)
 # The query sets each method attributes (Journey-TRAK: generated queries only).

@@ -79,7 +79,11 @@ rule make_checkpoint_table:
     conda:
         CONDA_ENV
     params:
-        config={k: config[k] for k in ("checkpoint_selection", "train", "data", "methods")},
+        # The studied methods' entries only: another method's change leaves the table alone.
+        config={
+            **{k: config[k] for k in ("checkpoint_selection", "train", "data")},
+            "methods": {m: ALL_METHODS[m] for m in CHECKPOINT_STUDY_BASES},
+        },
     script:
         "../scripts/make_checkpoint_table.py"
 

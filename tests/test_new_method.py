@@ -73,7 +73,8 @@ def test_a_method_is_one_file_and_a_config_entry(tmp_path):
     cfg["name"] = "newmethod"
     cfg["methods"] = {"pixel-l1": {"method": "pixel-l1"},
                       "pixel": {"method": "pixel", "similarity": "cosine"}}
-    for section in ("counterfactual", "retrac", "ablations", "shapley"):
+    for section in ("counterfactual", "journey_counterfactual", "checkpoint_selection", "retrac",
+                    "ablations", "shapley"):
         cfg[section] = {"enabled": False}
     cfg.pop("companion")                   # the latent companion adds nothing to this question
     (project / "configs" / "newmethod.yaml").write_text(yaml.safe_dump(cfg))

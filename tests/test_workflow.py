@@ -433,13 +433,17 @@ def test_changing_a_method_parameter_reruns_only_its_scores_tables_and_figures(c
     # its row is the reference of the TRAK ensembles in the retraining table, and it is a
     # group-Shapley baseline (its group scores and the Shapley tables; no counterfactual uses it).
     # It is in the proponents grid, the cost table reads every LDS row, and the report's table
-    # pages follow the tables.
-    assert plan == {"compute_scores": 1, "evaluate_lds": 1, "make_lds_table": 1, "plot_lds": 1,
+    # pages follow the tables. The checkpoint study's TRAK (step 30) takes the same λ grid: its
+    # scores, LDS, table and figure; the step counterfactual resumes TRAK's new counterfactual
+    # model (no per-step Journey-TRAK job: its scores do not involve TRAK's λ).
+    assert plan == {"compute_scores": 2, "evaluate_lds": 2, "make_lds_table": 1, "plot_lds": 1,
                     "make_retraining_table": 1, "shapley_baseline": 1, "shapley_tables": 1,
                     "make_ablation_tables": 1, "plot_ablations": 1, "retrac_targeted": 1,
                     "plot_retrac": 1, "counterfactual_retrain": 1, "counterfactual_tables": 1,
                     "plot_counterfactual": 1, "plot_proponents": 1, "cost_accounting": 1,
-                    "report_tables": 1, "all": 1}
+                    "make_checkpoint_table": 1, "plot_checkpoint_selection": 1,
+                    "journey_shared_regenerate": 1, "journey_counterfactual_tables": 1,
+                    "plot_journey_counterfactual": 1, "report_tables": 1, "all": 1}
 
 
 def test_adding_a_method_runs_only_its_jobs(ci_run, ci_config):
@@ -468,13 +472,15 @@ def test_changing_the_model_reruns_training_and_everything_after(ci_run, ci_conf
     # Tune, test and the datamodel family (one job each).
     assert plan["train_lds_models"] == 3 and plan["make_lds_table"] == 1
     # 8 feature sets of the full model (loss, 3 D-TRAK functions, 4 ablation variants) + 2 per
-    # checkpoint (K-timestep, unit) + 1 replayed, + 2 per ensemble member (loss, square);
-    # Journey-TRAK's generated trajectories.
-    assert plan["featurize"] == 16 and plan["featurize_replay"] == 2
+    # checkpoint (K-timestep, unit) + 1 replayed, + 2 per ensemble member (loss, square), + TRAK's
+    # and D-TRAK's at the checkpoint study's step 30; Journey-TRAK's generated trajectories.
+    assert plan["featurize"] == 18 and plan["featurize_replay"] == 2
     assert plan["featurize_journey"] == 1 and plan["compute_generation_scores"] == 1
-    # Every score (the generation set is new), every counterfactual (the model is new).
-    assert plan["compute_scores"] == 27 and plan["retrac_norm_analyses"] == 1
+    # Every score (the generation set is new; the checkpoint study's 2 included), every
+    # counterfactual and its step counterfactual (the model is new).
+    assert plan["compute_scores"] == 29 and plan["retrac_norm_analyses"] == 1
     assert plan["counterfactual_retrain"] == 3 and plan["embed"] == 1
+    assert plan["journey_step_retrain"] == 1 and plan["journey_shared_regenerate"] == 3
     assert "train_embedder" not in plan
     # The outlier experiment shares the model section, so its model is retrained too.
     assert plan["train_outlier_model"] == 1 and "prepare_outlier_dataset" not in plan
@@ -485,7 +491,8 @@ FIGURES = ["lds", "ablations", "retraining", "cost", "proponents", "self_influen
            "counterfactual_box", "counterfactual_grid", "retrac_norms", "retrac_single_example",
            "retrac_correlation", "retrac_manipulation", "retrac_targeted", "retrac_outliers",
            "retrac_source_tracing", "retrac_outlier_proponents", "retrac_outlier_self_influence",
-           "shapley_budget", "shapley_counterfactual", "shapley_samples"]
+           "shapley_budget", "shapley_counterfactual", "shapley_samples", "checkpoint_selection",
+           "journey_counterfactual_box", "journey_counterfactual_grid"]
 
 
 def test_every_figure_exists_and_the_report_shows_it(ci_run, tmp_path):
@@ -634,8 +641,20 @@ def test_the_latent_companion_runs_every_stage_in_latent_space(ci_run):
     assert res["original"].shape == (4, 4, 4) and res["counterfactual_pixels"].shape == (1, 8, 8)
     per_query = pd.read_csv(run / "tables/counterfactual_per_query.csv")
     assert set(per_query.method_id) == {"random", "d-trak"} and (per_query.l2 > 0).all()
-    for name in ("lds", "proponents", "counterfactual_grid", "shapley_samples"):
+    for name in ("lds", "proponents", "counterfactual_grid", "shapley_samples",
+                 "journey_counterfactual_grid"):
         assert (run / f"figures/{name}.png").stat().st_size > 1000
+    # Flip augmentation on latents: the mirrored images' latents (not mirrored latents), the flips
+    # in the training log, and the counterfactual resumed along the guided latent trajectory.
+    from dabench.data import FLIPPED
+
+    assert train[FLIPPED].shape == train["train_images"].shape
+    assert not np.allclose(train[FLIPPED], train["train_images"][..., ::-1], atol=1e-3)
+    log = io.load_npz(run / "models/full/training_log.npz")
+    assert 0.3 < log["flips"].mean() < 0.7
+    journey = pd.read_csv(run / "tables/journey_counterfactual.csv")
+    assert set(journey.method_id) == {"random", "d-trak", "journey-trak-step"}
+    assert journey.space.eq("latent").all() and (journey.median_l2 >= 0).all()
     # Group Shapley on the adapter: the three classes are the groups; sparsified FT prunes only
     # the adapter (its file: A and B with their masks, no base weight).
     groups = json.loads((run / "shapley/groups.json").read_text())

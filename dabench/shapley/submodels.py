@@ -84,14 +84,15 @@ class Evaluator:
         return global_properties(images, self.model, self.centroids, self.cfg["percentile"]), images
 
 
-def _training_set(train_path) -> tuple[np.ndarray, object]:
-    """The training images (a latent model's: latents) and their conditioning (None unless
-    latent: :func:`dabench.data.conditioning`)."""
-    from dabench.data import conditioning
+def _training_set(train_path) -> tuple[np.ndarray, object, np.ndarray | None]:
+    """The training images (a latent model's: latents), their conditioning (None unless
+    latent: :func:`dabench.data.conditioning`) and a latent model's latents of the mirrored
+    images (flip augmentation; None otherwise)."""
+    from dabench.data import FLIPPED, conditioning
     from dabench.io import load_npz
 
     data = load_npz(train_path)
-    return data["train_images"], conditioning(data)
+    return data["train_images"], conditioning(data), data.get(FLIPPED)
 
 
 def empty_model(unet, meta: dict, model_cfg: dict, seed: int):
@@ -175,13 +176,13 @@ def write_pruned(full_model_path, train_path, model_cfg: dict, recipe: dict, rat
     unet, meta = M.load_model(full_model_path)
     masks = magnitude_masks(unet, ratio)
     apply_masks(unet, masks)
-    images, cond = _training_set(train_path)
+    images, cond, flipped = _training_set(train_path)
     start = {k[len("model."):]: v.clone() for k, v in M.model_tensors(unet).items()}
     tic = time.perf_counter()
     result = T.train(images, np.arange(len(images)), model_cfg, recipe,
                      seed=derive_seed(seed, "shapley-recovery"), init_seed=0,
                      init_state=(sha256(full_model_path), start), masks=masks, cond=cond,
-                     progress="recovery fine-tune")
+                     flipped=flipped, progress="recovery fine-tune")
     seconds = time.perf_counter() - tic
     info = {"role": "pruned", "ratio": ratio, "recipe": recipe, "seconds": seconds,
             **{k: meta[k] for k in ("unet_config", "model_family", "base", "lora") if k in meta},
@@ -243,7 +244,7 @@ def run_models(way: str, family: str, chunk: int, per_job: int, train_path, desi
 
     design = load_npz(design_path)
     subsets = design["kernel"][:cfg["submodels"][way]] if family == "kernel" else design["heldout"]
-    (images, cond), groups = _training_set(train_path), design["groups"]
+    (images, cond, flipped), groups = _training_set(train_path), design["groups"]
     start = load_start(way, full_model_path, pruned_path)
     ev = Evaluator(classifier_path, reference_path, model_cfg, generation_cfg, cfg, seed,
                    train_path)
@@ -265,6 +266,7 @@ def run_models(way: str, family: str, chunk: int, per_job: int, train_path, desi
                          init_seed=init_seed,
                          init_state=None if start is None else start[0],
                          masks=None if start is None else start[1], cond=cond,
+                         flipped=flipped,
                          resume_path=partial / f"{family}{l:04d}.{key}.resume.safetensors",
                          progress=f"{WAY_LABELS[way]} {family} {n_done + 1}/{len(items)}")
         t_train = time.perf_counter() - tic
@@ -401,7 +403,7 @@ def run_counterfactual(key: str, part: int, attributions_json, train_path, desig
     keep = np.setdiff1d(np.arange(n), removed)
     subset = np.zeros(n, bool)
     subset[keep] = True
-    images, cond = _training_set(train_path)
+    images, cond, flipped = _training_set(train_path)
     ev = Evaluator(classifier_path, reference_path, model_cfg, generation_cfg, cfg, seed,
                    train_path)
     partial = Path(partial_dir)
@@ -411,7 +413,7 @@ def run_counterfactual(key: str, part: int, attributions_json, train_path, desig
     for r in parts[part]:
         train_seed, init_seed = retrain_seeds(seed, r, "shapley")
         result = T.train(images, members(design["groups"], subset), model_cfg, recipe,
-                         seed=train_seed, init_seed=init_seed, cond=cond,
+                         seed=train_seed, init_seed=init_seed, cond=cond, flipped=flipped,
                          resume_path=partial / f"{key}_seed{r}.resume.safetensors",
                          progress=f"group counterfactual {key} seed {r}")
         props, samples = ev(result.unet)
