@@ -345,13 +345,20 @@ def test_latent_dataset_holds_latents_pixels_and_each_examples_prompt(tiny_base,
     cfg, folder = tiny_base
     data = {**cfg["data"], "n_train": 12, "n_validation": 4}
     paths = [tmp_path / n for n in ("train.npz", "val.npz", "info.json", "t.txt", "v.txt")]
-    write_dataset(data, 0, *paths, latent={**cfg["latent"], "base": str(folder)})
+    from dabench import config as C
+    from dabench.data import FLIPPED
+
+    write_dataset(data, 0, *paths, latent=C.encoding_params(cfg, tmp_path) | {"base": str(folder)})
     train, val = load_npz(paths[0]), load_npz(paths[1])
     base = L.load_base(folder)
     # Latents are the base autoencoder's scaled posterior means of the pixels kept beside them.
     assert train["pixels"].shape == (12, 1, 8, 8) and train["train_images"].shape == (12, 4, 4, 4)
     assert np.allclose(train["train_images"], L.encode_images(base["vae"], train["pixels"]),
                        atol=1e-6)
+    # Flip augmentation (on in ci-latent): the latents of the mirrored pixels, encoded here.
+    assert cfg["train"]["augment"]["hflip"]
+    assert np.allclose(train[FLIPPED],
+                       L.encode_images(base["vae"], train["pixels"][..., ::-1].copy()), atol=1e-6)
     # Each example's context is its class prompt's, encoded once per prompt; every prompt word
     # is one token of the base's tokenizer (written from the fine-tuning prompts too).
     prompts = ["a scanned eight", "a scanned five", "a scanned three"]
@@ -375,9 +382,10 @@ def test_a_latent_models_checkpoints_hold_only_the_adapter_and_load_on_their_bas
     cfg, folder = tiny_base
     data = {**cfg["data"], "n_train": 12, "n_validation": 4}
     paths = [tmp_path / n for n in ("train.npz", "val.npz", "info.json", "t.txt", "v.txt")]
-    write_dataset(data, 0, *paths, latent={**cfg["latent"], "base": str(folder)})
-    model_cfg = {**model_section(cfg, tmp_path), "base": str(folder)}
     from dabench import config as C
+
+    write_dataset(data, 0, *paths, latent=C.encoding_params(cfg, tmp_path) | {"base": str(folder)})
+    model_cfg = {**model_section(cfg, tmp_path), "base": str(folder)}
 
     recipe = {**C.training_recipe(cfg), "steps": 6, "batch_size": 4, "checkpoint_steps": [3, 6]}
     train = load_npz(paths[0])
