@@ -25,7 +25,8 @@ GPU_RULES = {"train_full_model", "generate_samples", "train_lds_models", "featur
              "featurize_replay", "retrac_norm_analyses", "train_outlier_model",
              "featurize_outliers", "featurize_replay_outliers", "featurize_journey",
              "counterfactual_retrain", "shapley_reference", "shapley_prune",
-             "shapley_submodels", "shapley_counterfactual", "build_latent_base"}
+             "shapley_submodels", "shapley_counterfactual", "build_latent_base",
+             "journey_step_scores", "journey_step_retrain", "journey_shared_regenerate"}
 
 
 def _cluster_available() -> str | None:
