@@ -113,9 +113,10 @@ def regenerate_from_steps(unet, model_cfg: dict, generation_cfg: dict, samples: 
 
     cond = conditioning(samples)
     qc = None if cond is None else cond.take([query])
+    scheduler_config = build_scheduler(model_cfg).config
     out = []
     for s in steps:
-        out.append(generate(unet, build_scheduler(model_cfg).config,
+        out.append(generate(unet, scheduler_config,
                             samples["seeds"][query:query + 1],
                             inference_steps=generation_cfg["inference_steps"],
                             eta=generation_cfg["eta"], keep_trajectory=False, cond=qc,
