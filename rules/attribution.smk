@@ -9,7 +9,7 @@ rule compute_scores:
     benchmark:
         bench_path("compute_scores/{method_id}")
     wildcard_constraints:
-        method_id=one_of(FULL_METHODS),
+        method_id=one_of(sorted(set(FULL_METHODS) - set(MODEL_METHODS))),
     priority: 5
     conda:
         CONDA_ENV
@@ -21,6 +21,26 @@ rule compute_scores:
         query_sets=QUERY_SETS,
     script:
         "../scripts/compute_scores.py"
+
+
+# Methods that run the model itself (K-FAC / EK-FAC influence, unlearning, DAS): a GPU job.
+use rule compute_scores as compute_model_scores with:
+    input:
+        unpack(method_inputs),
+    output:
+        scores=[run_path(layout.scores("{method_id}", qs)) for qs in QUERY_SETS],
+        sidecars=[run_path(layout.scores_sidecar("{method_id}", qs)) for qs in QUERY_SETS],
+    log:
+        log_path("compute_scores/{method_id}"),
+    benchmark:
+        bench_path("compute_scores/{method_id}")
+    wildcard_constraints:
+        method_id=one_of(MODEL_METHODS),
+    conda:
+        CONDA_GPU_ENV
+    threads: threads_of("compute_model_scores")
+    resources:
+        **resources_of("compute_model_scores"),
 
 
 # Methods that attribute generated queries only (Journey-TRAK).

@@ -70,6 +70,9 @@ ALL_METHODS = scored_methods(config)
 METHOD_QUERY_SETS = {
     m: [qs for qs in QUERY_SETS if build_method(e).covers(qs)] for m, e in ALL_METHODS.items()
 }
+# Methods that run the model in their scoring job (uses_model: curvature, unlearning, DAS): a GPU
+# job, rule compute_model_scores.
+MODEL_METHODS = sorted(m for m, e in ALL_METHODS.items() if build_method(e).uses_model)
 FULL_METHODS = sorted(m for m, sets in METHOD_QUERY_SETS.items() if sets == QUERY_SETS)
 GENERATION_ONLY = sorted(m for m, sets in METHOD_QUERY_SETS.items() if sets == ["generation"])
 # (method, query set) of every benchmarked score file.

@@ -17,9 +17,9 @@ def _pins(requirements):
 def test_conda_envs_match_pyproject(repo):
     project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    for name, wanted in (("dabench", _pins(project["dependencies"] + extras["data"])),
-                         ("dabench-gpu", _pins(project["dependencies"] + extras["data"]
-                                               + extras["gpu"]))):
+    common = project["dependencies"] + extras["data"] + extras["curvature"]
+    for name, wanted in (("dabench", _pins(common)),
+                         ("dabench-gpu", _pins(common + extras["gpu"]))):
         env = yaml.safe_load((repo / "envs" / f"{name}.yaml").read_text())
         pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
         assert _pins(pip_section) == wanted, name

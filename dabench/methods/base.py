@@ -17,6 +17,8 @@ parameters:
 - :attr:`n_models` and ``single``: how many retrained models it uses and, for an ensemble, the
   single-model method it averages (the retraining table's rows and reference rows);
 - ``query_sets``: the query sets it attributes (None: all);
+- ``uses_model`` / :meth:`model_work`: it runs the diffusion model inside its scoring job
+  (curvature, gradients, an unlearning step): the job goes to a GPU, sized by the work declared;
 - ``family``, ``family_label``, ``colour``: a new family declares its label and colour once.
 """
 
@@ -74,6 +76,8 @@ class AttributionMethod(ABC):
     tunes_lambda: bool = False
     has_self_influence: bool = False
     uses_checkpoints: bool = False
+    # It loads the full model in its scoring job (a GPU job at paper scale): model_work sizes it.
+    uses_model: bool = False
     # An ensemble's single-model method (its reference row in the retraining table).
     single: str | None = None
 
@@ -144,6 +148,13 @@ class AttributionMethod(ABC):
         a few copies of them, and the images."""
         return 3 * 8 * n_queries * n_train + 2 * (n_train + n_queries) * sizes.image_bytes \
             + (64 << 20), 4.0 * n_queries * n_train
+
+    def model_work(self, n_train: int, n_queries: list[int], sizes, config: dict) -> list[tuple]:
+        """What a ``uses_model`` method's scoring job runs on the model, for ``n_queries`` of each
+        of its query sets, as building blocks :mod:`dabench.resources` sizes:
+        ``("gradients", examples, items per example)``, ``("forward", samples)``,
+        ``("host", bytes)`` (held beside the model)."""
+        return []
 
     def extra_metadata(self) -> dict:
         """Anything :meth:`score` chose (e.g. λ) that belongs in the scores' sidecar."""
