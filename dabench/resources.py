@@ -480,7 +480,7 @@ def _merge_shards(job: _Job) -> Need:
 
 
 def _score_job(job: _Job) -> Need:
-    if job.base == "compute_self_influence":
+    if job.base in ("compute_self_influence", "compute_model_self_influence"):
         sets = ["self"]
     elif job.base == "compute_generation_scores":
         sets = ["generation"]
@@ -637,7 +637,7 @@ ESTIMATORS = (
       "featurize_queries"), _features),
     (("merge_feature_shards",), _merge_shards),
     (("compute_scores", "compute_model_scores", "compute_generation_scores",
-      "compute_self_influence"), _score_job),
+      "compute_self_influence", "compute_model_self_influence"), _score_job),
     (("retrac_norm_analyses",), _retrac_norms),
     (("train_embedder",), _train_embedder),
     (("embed",), _embed),
@@ -697,7 +697,8 @@ def declare(rule: str, config: dict, wildcards: dict | None = None, attempt: int
 # The rules whose models run on a GPU when there is one (embed: when the embedder is CLIP).
 GPU_RULES = {"build_latent_base", "train_full_model", "generate_samples", "train_lds_models", "featurize",
              "featurize_replay", "featurize_journey", "featurize_train_shard",
-             "retrac_norm_analyses", "compute_model_scores", "train_outlier_model", "featurize_outliers",
+             "retrac_norm_analyses", "compute_model_scores", "compute_model_self_influence",
+             "compute_model_self_influence_outliers", "train_outlier_model", "featurize_outliers",
              "featurize_replay_outliers", "counterfactual_retrain", "journey_step_scores",
              "journey_step_retrain", "journey_shared_regenerate", "shapley_reference",
              "shapley_prune", "shapley_submodels", "shapley_counterfactual"}

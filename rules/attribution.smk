@@ -69,7 +69,7 @@ rule compute_self_influence:
     log:
         log_path("compute_self_influence/{method_id}"),
     wildcard_constraints:
-        method_id=one_of(SELF_INFLUENCE_METHODS),
+        method_id=one_of(sorted(set(SELF_INFLUENCE_METHODS) - set(MODEL_METHODS))),
     conda:
         CONDA_ENV
     threads: 1
@@ -79,3 +79,13 @@ rule compute_self_influence:
         method=lambda wc: config["methods"][wc.method_id],
     script:
         "../scripts/compute_self_influence.py"
+
+
+# Self-influence of a method that runs the model (the loss reference): a GPU job.
+use rule compute_self_influence as compute_model_self_influence with:
+    wildcard_constraints:
+        method_id=one_of(sorted(set(SELF_INFLUENCE_METHODS) & set(MODEL_METHODS))),
+    conda:
+        CONDA_GPU_ENV
+    resources:
+        **resources_of("compute_model_self_influence"),

@@ -112,7 +112,7 @@ PROPONENT_SET = config["figures"]["proponents"]["query_set"]
 RETRAC = retrac_methods(config)
 CHECKPOINT_METHODS = checkpoint_method_ids(config)
 SELF_INFLUENCE_METHODS = [
-    m for m in CHECKPOINT_METHODS if build_method(config["methods"][m]).has_self_influence
+    m for m in METHOD_IDS if build_method(config["methods"][m]).has_self_influence
 ]
 OUTLIER_DATA = outlier_data_config(config)
 OUT = f"{RUN}/{layout.OUTLIER_RUN}"

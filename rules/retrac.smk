@@ -212,6 +212,18 @@ use rule compute_self_influence as compute_outlier_self_influence with:
         **resources_of("compute_outlier_self_influence"),
 
 
+use rule compute_model_self_influence as compute_model_self_influence_outliers with:
+    input:
+        unpack(self_influence_inputs(OUT)),
+    output:
+        values=out_path(layout.self_influence("{method_id}")),
+        sidecar=out_path(layout.self_influence_sidecar("{method_id}")),
+    log:
+        log_path("outliers/compute_self_influence/{method_id}"),
+    resources:
+        **resources_of("compute_model_self_influence_outliers"),
+
+
 rule retrac_outlier_tables:
     input:
         self_influence=[
@@ -234,7 +246,7 @@ rule retrac_outlier_tables:
     params:
         self_methods=SELF_INFLUENCE_METHODS,
         score_methods=CHECKPOINT_METHODS,
-        methods={m: config["methods"][m] for m in CHECKPOINT_METHODS},
+        methods={m: config["methods"][m] for m in CHECKPOINT_METHODS + SELF_INFLUENCE_METHODS},
         outliers=config["retrac"]["outliers"],
     script:
         "../scripts/retrac_outlier_tables.py"

@@ -105,8 +105,10 @@ def test_key_order_does_not_matter():
 
 
 def test_example_grid_methods_are_checked_and_default_to_trak_and_d_trak(repo):
+    assert config.proponent_methods(config.validate({})) == ["trak-K10", "d-trak-square-K10"]
+    # The default run shows the newer methods beside them.
     assert config.proponent_methods(config.load(repo / "config.yaml")) == [
-        "trak-K10", "d-trak-square-K10"]
+        "trak-K10", "d-trak-square-K10", "ekfac-K100", "das-K100", "unlearning"]
     # Journey-TRAK attributes generated samples only: it cannot be shown for validation queries.
     with pytest.raises(ConfigError, match=r"figures\.proponents\.methods: 'journey-trak-K10' not "
                                           r"among the methods scored on validation"):

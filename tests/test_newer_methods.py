@@ -219,3 +219,43 @@ def test_model_methods_declare_a_gpu_job_and_its_work(cfg):
     assert {"gradient_vmap", "forward", "linalg"} <= kinds or {"gradient_loop", "forward"} <= kinds
     ekfac = R.estimate("compute_model_scores", config, {"method_id": "ekfac"})
     assert any(w[0] == "train" for w in ekfac.work) and ekfac.gpu
+
+
+def test_datainf_matches_its_closed_form(run):
+    """DataInf: per layer l, q_lᵀ [(1 ⁄ nλ_l) Σ_i (I − g_il g_ilᵀ ⁄ (λ_l + ‖g_il‖²))] g_jl summed over
+    layers, the d_l × d_l matrices formed explicitly from autograd gradients; λ_l = 0.1 × the
+    layer's mean squared gradient entry."""
+    root, unet, sched, train, queries = run
+    method = build({"method": "datainf", "seed": SEED, "n_timesteps": K})
+    scores = method.score(_inputs(method, root), "validation")
+
+    named = list(unet.named_parameters())
+    params = [p for _, p in named]
+    g = torch.stack([_loss_gradient(unet, sched, x, "train", i, params).detach()
+                     for i, x in enumerate(train)]).double()
+    q = torch.stack([_loss_gradient(unet, sched, x, "validation", i, params).detach()
+                     for i, x in enumerate(queries)]).double()
+    layers, start = {}, 0
+    for name, p in named:
+        layers.setdefault(name.rsplit(".", 1)[0], []).extend(range(start, start + p.numel()))
+        start += p.numel()
+    expected = torch.zeros(3, 8, dtype=torch.float64)
+    n = len(train)
+    for cols in layers.values():
+        gl, ql = g[:, cols], q[:, cols]
+        lam = 0.1 * gl.pow(2).mean()
+        eye = torch.eye(len(cols), dtype=torch.float64)
+        inverse = sum(eye - torch.outer(gi, gi) / (lam + gi @ gi) for gi in gl) / (n * lam)
+        expected += ql @ inverse @ gl.T
+    np.testing.assert_allclose(scores, expected.numpy(), rtol=1e-3,
+                               atol=1e-4 * float(expected.abs().max()))
+
+
+def test_loss_self_influence_is_the_mean_loss_and_scores_nothing(run):
+    root, unet, sched, train, _ = run
+    method = build({"method": "loss", "seed": SEED, "n_timesteps": K})
+    values = method.self_influence({k: root / v for k, v in method.self_inputs().items()})
+    np.testing.assert_allclose(values, _losses(unet, sched, train, "train").mean(1), rtol=1e-4)
+    assert method.query_sets == () and method.has_self_influence
+    with pytest.raises(ValueError, match="self-influence only"):
+        method.inputs("validation")

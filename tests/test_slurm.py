@@ -26,7 +26,9 @@ GPU_RULES = {"train_full_model", "generate_samples", "train_lds_models", "featur
              "featurize_outliers", "featurize_replay_outliers", "featurize_journey",
              "counterfactual_retrain", "shapley_reference", "shapley_prune",
              "shapley_submodels", "shapley_counterfactual", "build_latent_base",
-             "journey_step_scores", "journey_step_retrain", "journey_shared_regenerate"}
+             "journey_step_scores", "journey_step_retrain", "journey_shared_regenerate",
+             "compute_model_scores", "compute_model_self_influence",
+             "compute_model_self_influence_outliers"}
 
 
 def _cluster_available() -> str | None:
@@ -124,7 +126,8 @@ def test_ci_workflow_through_slurm(cluster, ci_run, tmp_path):
     # Every non-local rule ran as a SLURM job and finished; local rules never went there.
     assert {"prepare_dataset", "train_full_model", "generate_samples", "train_lds_models",
             "featurize", "compute_scores", "featurize_replay", "compute_self_influence",
-            "retrac_norm_analyses", "train_outlier_model", "compute_outlier_scores"} <= set(ours["rule"])
+            "retrac_norm_analyses", "train_outlier_model", "compute_outlier_scores",
+            "compute_model_scores", "compute_model_self_influence"} <= set(ours["rule"])
     assert not {"make_lds_table", "plot_lds", "evaluate_lds", "collect_lds_outputs",
                 "retrac_targeted", "retrac_outlier_tables", "plot_retrac"} & set(ours["rule"])
     # The companion (the latent experiment, rules companion_*) went to SLURM the same way.

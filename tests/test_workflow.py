@@ -64,6 +64,9 @@ def test_outputs_follow_the_results_contract(ci_run):
     # scores/<method-id>/<query_set>.npy with a sidecar naming its inputs
     for method_id in cfg["methods"]:
         for qs, q in queries.items():
+            if method_id == "loss":                                    # self-influence only
+                assert not (ci_run / f"scores/{method_id}/{qs}.npy").exists()
+                continue
             if method_id == "journey-trak" and qs == "validation":     # generated queries only
                 assert not (ci_run / f"scores/{method_id}/{qs}.npy").exists()
                 continue
@@ -81,9 +84,11 @@ def test_outputs_follow_the_results_contract(ci_run):
                                  "Diffusion-TracIn", "Diffusion-ReTrac",
                                  "Classifier-embedding similarity", "Journey-TRAK",
                                  "TRAK (ensemble)", "D-TRAK (ensemble)", "Empirical influence",
-                                 "Datamodel"}
-    # Every method on both query sets but Journey-TRAK (generation only), plus the ceiling.
-    assert len(df) == 2 * (len(cfg["methods"]) + 1) - 1 and (df["n_subsets"] == m_test).all()
+                                 "Datamodel", "K-FAC influence", "EK-FAC influence", "DAS",
+                                 "DAS0", "Unlearning", "DataInf"}
+    # Every method on both query sets but Journey-TRAK (generation only) and the loss reference
+    # (self-influence only), plus the ceiling.
+    assert len(df) == 2 * len(cfg["methods"]) - 1 and (df["n_subsets"] == m_test).all()
     assert df[df.method == "Journey-TRAK"]["query_set"].tolist() == ["generation"]
     assert set(df[df.method == "Empirical influence"]["variant"]) == {"M=2", "M=4"}
     dtrak = df[df["method"] == "D-TRAK"]
@@ -248,7 +253,7 @@ def test_retrac_outputs_and_the_outlier_run(ci_run):
     assert set(manip["method"]) == {"Diffusion-TracIn", "Diffusion-ReTrac"}
     assert (manip["n_examples"] == n // 2).all()
     targeted = pd.read_csv(ci_run / "tables/retrac_targeted.csv")
-    assert set(targeted["method_id"]) == set(cfg["methods"])
+    assert set(targeted["method_id"]) == set(cfg["methods"]) - {"loss"}     # loss: no scores
     assert targeted["distinct"].between(0, 1).all() and (targeted["n_queries"] == 4).all()
     assert (targeted["distinct"] <= targeted["max_possible"] + 1e-9).all()
     # The outlier experiment: its own data (origin marks the outliers), model, scores.
@@ -260,8 +265,11 @@ def test_retrac_outputs_and_the_outlier_run(ci_run):
     assert io.load_npz(out / "data/validation.npz")["origin"].sum() == o["outliers"]["n_validation"]
     assert (out / "models/full/model.safetensors").exists()
     assert np.load(out / "scores/diffusion-retrac/self.npy").shape == (len(data["origin"]),)
+    # The loss reference ranks by the outlier model's own loss (its self-influence file).
+    assert np.load(out / "scores/loss/self.npy").shape == (len(data["origin"]),)
     det = pd.read_csv(ci_run / "tables/retrac_outliers.csv")
     assert set(det["top"]) == {2, 4, 6} and det["outlier_share"].between(0, 1).all()
+    assert "Loss (reference)" in set(det["method"])
     tracing = pd.read_csv(ci_run / "tables/retrac_source_tracing.csv")
     assert set(tracing["origin"]) == {0, 1}
     for name in ("norms", "single_example", "correlation", "manipulation", "targeted",
@@ -473,12 +481,17 @@ def test_changing_the_model_reruns_training_and_everything_after(ci_run, ci_conf
     assert plan["train_lds_models"] == 3 and plan["make_lds_table"] == 1
     # 8 feature sets of the full model (loss, 3 D-TRAK functions, 4 ablation variants) + 2 per
     # checkpoint (K-timestep, unit) + 1 replayed, + 2 per ensemble member (loss, square), + TRAK's
-    # and D-TRAK's at the checkpoint study's step 30; Journey-TRAK's generated trajectories.
-    assert plan["featurize"] == 18 and plan["featurize_replay"] == 2
+    # and D-TRAK's at the checkpoint study's step 30, + DAS's unit features of the mean output;
+    # Journey-TRAK's generated trajectories.
+    assert plan["featurize"] == 19 and plan["featurize_replay"] == 2
     assert plan["featurize_journey"] == 1 and plan["compute_generation_scores"] == 1
     # Every score (the generation set is new; the checkpoint study's 2 included), every
     # counterfactual and its step counterfactual (the model is new).
     assert plan["compute_scores"] == 29 and plan["retrac_norm_analyses"] == 1
+    # The methods that run the model (K-FAC, EK-FAC, DAS, DAS0, unlearning, DataInf), and the
+    # loss reference's self-influence of both models (this run's and the outlier experiment's).
+    assert plan["compute_model_scores"] == 6 and plan["compute_model_self_influence"] == 1
+    assert plan["compute_model_self_influence_outliers"] == 1
     assert plan["counterfactual_retrain"] == 3 and plan["embed"] == 1
     assert plan["journey_step_retrain"] == 1 and plan["journey_shared_regenerate"] == 3
     assert "train_embedder" not in plan

@@ -11,6 +11,11 @@ Implementations (one module per method family):
 - ``embedding``: embedding similarity (:mod:`dabench.methods.embedding`).
 - ``trak-ensemble``, ``d-trak-ensemble``, ``empirical-influence``, ``datamodel``: from models
   retrained on random subsets (:mod:`dabench.methods.retraining`).
+- beyond the seed papers, methods that run the model in their scoring job
+  (:mod:`dabench.methods.model_methods`): ``kfac``, ``ekfac`` (:mod:`dabench.methods.kfac`),
+  ``das``, ``das0`` (:mod:`dabench.methods.das`), ``unlearning``
+  (:mod:`dabench.methods.unlearning`), ``datainf`` (:mod:`dabench.methods.datainf`) and the
+  ``loss`` self-influence reference (:mod:`dabench.methods.loss`).
 
 Adding a method: write a subclass of :class:`AttributionMethod` in a new module of this package;
 it registers itself when the package imports the module (every module here is imported), and
@@ -72,7 +77,8 @@ def validate_method_config(entry: dict, config: dict | None = None) -> dict:
     if config is not None:
         method.bind(config)
         query_sets = config["lds"]["query_sets"]
-        if not any(method.covers(qs) for qs in query_sets):
+        # A method with no query sets at all defines self-influence only (the loss reference).
+        if method.query_sets != () and not any(method.covers(qs) for qs in query_sets):
             raise ValueError(f"attributes only {', '.join(method.query_sets)} queries, which are "
                              f"not in lds.query_sets {query_sets}")
     return {"method": entry["method"], **method.params}
