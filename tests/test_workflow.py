@@ -147,7 +147,7 @@ def test_retraining_methods_embeddings_and_the_counterfactual(ci_run):
     queries = choose_queries(cfg["generation"]["n_samples"], n_queries, cfg["seed"])
     per_query = pd.read_csv(ci_run / "tables/counterfactual_per_query.csv")
     assert sorted(set(per_query["query"])) == queries
-    assert set(per_query["method_id"]) == {"random", "trak", "d-trak-square"}
+    assert set(per_query["method_id"]) == {"random", "trak", "d-trak-square", "ekfac"}
     trak_scores = np.load(ci_run / "scores/trak/generation.npy")
     k = int(round(0.2 * n))
     for q in queries:
@@ -318,7 +318,8 @@ def test_journey_counterfactual_resumes_each_methods_counterfactual_model(ci_run
     from dabench import io
 
     df = pd.read_csv(ci_run / "tables/journey_counterfactual.csv")
-    assert set(df["method_id"]) == {"random", "trak", "d-trak-square", "journey-trak-step"}
+    assert set(df["method_id"]) == {"random", "trak", "d-trak-square", "ekfac",
+                                    "journey-trak-step"}
     assert set(df["timestep"]) == {400} and (df["n_queries"] == 1).all()
     query = int(pd.read_csv(ci_run / "tables/counterfactual_per_query.csv")["query"].iloc[0])
     for method in ("trak", "random"):
@@ -492,8 +493,8 @@ def test_changing_the_model_reruns_training_and_everything_after(ci_run, ci_conf
     # loss reference's self-influence of both models (this run's and the outlier experiment's).
     assert plan["compute_model_scores"] == 6 and plan["compute_model_self_influence"] == 1
     assert plan["compute_model_self_influence_outliers"] == 1
-    assert plan["counterfactual_retrain"] == 3 and plan["embed"] == 1
-    assert plan["journey_step_retrain"] == 1 and plan["journey_shared_regenerate"] == 3
+    assert plan["counterfactual_retrain"] == 4 and plan["embed"] == 1
+    assert plan["journey_step_retrain"] == 1 and plan["journey_shared_regenerate"] == 4
     assert "train_embedder" not in plan
     # The outlier experiment shares the model section, so its model is retrained too.
     assert plan["train_outlier_model"] == 1 and "prepare_outlier_dataset" not in plan

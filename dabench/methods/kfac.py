@@ -206,13 +206,20 @@ class KFACInfluence(ModelMethod):
 
         from dabench.seeds import derive_seed
 
+        from dabench import device as D
+        from dabench.gradients import backprop_batch
+        from dabench.profile import module_profile
+
         unet, scheduler, _ = self.model(inputs)
         train = self.split(inputs, "train")
         device = next(unet.parameters()).device
         tic = time.perf_counter()
         denoiser = _Denoiser(unet)
+        # fit_batch caps the batch; the memory budget may make it smaller (a large UNet).
+        batch = backprop_batch(module_profile(unet)["activation_bytes"],
+                               D.memory_budget(device), self.params["fit_batch"])
         data = _FitData(train, scheduler, self.params["seed"], self.params["fit_passes"],
-                        self.params["fit_batch"], device)
+                        batch, device)
         basis = fit_eigenbasis(denoiser, data, self.kind, self.params["fisher"],
                                len(train) * self.params["fit_passes"],
                                derive_seed(self.params["seed"], "curvature-labels"),
@@ -224,7 +231,7 @@ class KFACInfluence(ModelMethod):
                                                  progress=f"{self.name} train gradients"):
             rows[idx] = self._project(projector, basis.coordinates(self._named(unet, blocks)))
         self._prepared = (key, (unet, scheduler, basis, projector, rows))
-        self.timing = {"curvature_seconds": fit_seconds,
+        self.timing = {"curvature_seconds": fit_seconds, "fit_batch": batch,
                        "train_gradient_seconds": time.perf_counter() - tic - fit_seconds}
         return self._prepared[1]
 
@@ -294,7 +301,10 @@ class KFACInfluence(ModelMethod):
         passes = self.params["fit_passes"] * (2 if self.kind == "ekfac" else 1)
         dim = self.params["k"] if self.params["projection"] != "none" else sizes.p
         grid = len(self.params["lambdas"]) + 1
-        return [("train", n_train * passes), ("gradients", n_train + sum(n_queries), items),
+        # The curvature: its factors and their eigenvectors, ≤ 80 bytes per parameter (a 3×3
+        # convolution's input factor is ~9·in⁄out times its weight).
+        return [("train", n_train * passes, self.params["fit_batch"], 80 * sizes.p),
+                ("gradients", n_train + sum(n_queries), items),
                 ("host", 4 * dim * (n_train + grid * max(n_queries, default=0)))]
 
     def cost(self, n_train, n_queries, sizes, config):
