@@ -36,9 +36,6 @@ import numpy as np
 # backward) on the 35.7M UNet at 32x32; the margins cover allocator slack and other layouts.
 VMAP_ITEM_FACTOR = 1.25
 LOOP_ITEM_FACTOR = 0.5
-# Peak bytes per example of a plain forward and backward pass (training, a curvature fit), as a
-# multiple of the saved-activation bytes per sample (dabench.resources sizes training the same).
-BACKPROP_ITEM_FACTOR = 0.6
 # vmap pays off only when it batches several examples; below this the loop is faster and leaner.
 MIN_VMAP_BATCH = 4
 # On a CPU, vmap of a large model is slower per item than the loop (35.7M UNet, one thread:
@@ -114,12 +111,6 @@ def plan_gradients(n_params: int, activation_bytes: int, items: int, normalize: 
         chunk = int(max(1, (budget_bytes - fixed) // item))
     chunk = min(chunk, items)
     return GradientPlan("loop", 1, chunk, int(fixed + chunk * item))
-
-
-def backprop_batch(activation_bytes: int, budget_bytes: int, cap: int) -> int:
-    """Examples per forward and backward pass that fit ``budget_bytes`` (at least 1, at most
-    ``cap``)."""
-    return int(max(1, min(cap, budget_bytes // max(BACKPROP_ITEM_FACTOR * activation_bytes, 1))))
 
 
 def _item_inputs(scheduler, x, noise, t):

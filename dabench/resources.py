@@ -303,19 +303,13 @@ def _model_work(need: Need, config, s: Sizes, method, n_queries: list) -> None:
         elif kind == "forward":
             _forward(need, config, s, args[0])
         elif kind == "train":
-            # Forward and backward passes of ``args[0]`` samples in batches of at most args[1]
-            # that fit the budget (a curvature fit), beside ``args[2]`` bytes of state.
-            from dabench.gradients import BACKPROP_ITEM_FACTOR, backprop_batch
-
-            samples, cap, state = args
+            # Forward and backward passes of ``args[0]`` samples in batches of args[1] (a
+            # curvature fit; activations as in _train), beside ``args[2]`` bytes of state.
+            samples, batch, state = args
             need.work.append(("train", 3 * s.flops * samples, 0))
-            for on in ("cpu", "gpu"):
-                batch = backprop_batch(s.activations, _budget(config, on), cap)
-                peak = 3 * s.model_bytes + state + batch * BACKPROP_ITEM_FACTOR * s.activations
-                if on == "cpu":
-                    need.work_bytes = max(need.work_bytes, peak)
-                else:
-                    need.gpu_bytes = max(need.gpu_bytes, peak)
+            peak = 3 * s.model_bytes + state + batch * 0.6 * s.activations
+            need.work_bytes = max(need.work_bytes, peak)
+            need.gpu_bytes = max(need.gpu_bytes, peak)
         elif kind == "host":
             need.host_bytes += args[0]
         else:

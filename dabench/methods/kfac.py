@@ -206,18 +206,14 @@ class KFACInfluence(ModelMethod):
 
         from dabench.seeds import derive_seed
 
-        from dabench import device as D
-        from dabench.gradients import backprop_batch
-        from dabench.profile import module_profile
-
         unet, scheduler, _ = self.model(inputs)
         train = self.split(inputs, "train")
         device = next(unet.parameters()).device
         tic = time.perf_counter()
         denoiser = _Denoiser(unet)
-        # fit_batch caps the batch; the memory budget may make it smaller (a large UNet).
-        batch = backprop_batch(module_profile(unet)["activation_bytes"],
-                               D.memory_budget(device), self.params["fit_batch"])
+        # The batch is the config's, never sized to the device: the (t, ε) and the sampled
+        # targets are drawn batch by batch, so another batch would give another curvature.
+        batch = self.params["fit_batch"]
         data = _FitData(train, scheduler, self.params["seed"], self.params["fit_passes"],
                         batch, device)
         basis = fit_eigenbasis(denoiser, data, self.kind, self.params["fisher"],
@@ -301,8 +297,9 @@ class KFACInfluence(ModelMethod):
         passes = self.params["fit_passes"] * (2 if self.kind == "ekfac" else 1)
         dim = self.params["k"] if self.params["projection"] != "none" else sizes.p
         grid = len(self.params["lambdas"]) + 1
-        # The curvature: its factors and their eigenvectors, ≤ 80 bytes per parameter (a 3×3
-        # convolution's input factor is ~9·in⁄out times its weight).
+        # The curvature fit in batches of fit_batch, beside its factors and their eigenvectors,
+        # ≤ 80 bytes per parameter (a 3×3 convolution's input factor is ~9·in⁄out times its
+        # weight).
         return [("train", n_train * passes, self.params["fit_batch"], 80 * sizes.p),
                 ("gradients", n_train + sum(n_queries), items),
                 ("host", 4 * dim * (n_train + grid * max(n_queries, default=0)))]
