@@ -86,23 +86,33 @@ def run_counterfactual(train_path, generation_path, scores_path, method_id: str,
                  {"role": "counterfactual", "method_id": method_id, "query": query,
                   "removed": removed.tolist(), "steps": recipe["steps"], "seed": seed,
                   **M.model_metadata(model_cfg, recipe, images.shape)})
-    out = {"original": samples["images"][query], "counterfactual": regenerated,
-           "removed": removed, "query": np.int64(query), "k": np.int64(k),
-           "n_positive_removed": np.int64(-1 if row is None else int((row[removed] > 0).sum())),
-           "seconds": np.float64(seconds)}
-    if "pixels" in samples:
-        # A latent model: latents compared as latents (D-TRAK's latent distance); pixels decoded
-        # for the figures and the embedder.
-        from dabench.latent import decode_with_base
-
-        out["original_pixels"] = samples["pixels"][query]
-        out["counterfactual_pixels"] = decode_with_base(
-            model_cfg["base"], regenerated[None],
-            scaling_factor=model_cfg.get("scaling_factor"))[0]
+    out = result(samples, model_cfg, query, regenerated, removed, row, seconds)
     save_npz(out_path, **out)
     remove_leftovers(*resume_pattern(resume_path))
     print(f"[dabench] counterfactual {method_id} query {query}: removed {k}, retrained and "
           f"regenerated in {seconds:.1f}s", flush=True)
+    return out
+
+
+def result(samples: dict, model_cfg: dict, query: int, image, removed: np.ndarray, row,
+           seconds: float, **extra) -> dict:
+    """One counterfactual's result arrays: the original and regenerated sample, what was removed
+    (and how many of those the method scored positive; -1 for the random control, ``row``
+    None), plus ``extra`` (e.g. the timestep of a step counterfactual). A latent model's samples
+    are compared as latents (D-TRAK's latent distance); their pixels are decoded for the figures
+    and the embedder."""
+    out = {"original": samples["images"][query], "counterfactual": image, "removed": removed,
+           "query": np.int64(query), "k": np.int64(len(removed)),
+           **{key: np.int64(value) for key, value in extra.items()},
+           "n_positive_removed": np.int64(-1 if row is None else int((row[removed] > 0).sum())),
+           "seconds": np.float64(seconds)}
+    if "pixels" in samples:
+        from dabench.latent import decode_with_base
+
+        out["original_pixels"] = samples["pixels"][query]
+        out["counterfactual_pixels"] = decode_with_base(
+            model_cfg["base"], np.asarray(image)[None],
+            scaling_factor=model_cfg.get("scaling_factor"))[0]
     return out
 
 

@@ -126,29 +126,13 @@ def regenerate_from_steps(unet, model_cfg: dict, generation_cfg: dict, samples: 
     return out
 
 
-def _result(samples: dict, model_cfg: dict, query: int, timestep: int, step: int, image,
-            removed: np.ndarray, row, seconds: float) -> dict:
-    out = {"original": samples["images"][query], "counterfactual": image, "removed": removed,
-           "query": np.int64(query), "k": np.int64(len(removed)), "timestep": np.int64(timestep),
-           "step": np.int64(step),
-           "n_positive_removed": np.int64(-1 if row is None else int((row[removed] > 0).sum())),
-           "seconds": np.float64(seconds)}
-    if "pixels" in samples:
-        from dabench.latent import decode_with_base
-
-        out["original_pixels"] = samples["pixels"][query]
-        out["counterfactual_pixels"] = decode_with_base(
-            model_cfg["base"], np.asarray(image)[None],
-            scaling_factor=model_cfg.get("scaling_factor"))[0]
-    return out
-
-
 def run_shared_regeneration(model_path, generation_path, trajectory_path, query: int,
                             timesteps: list[int], model_cfg: dict, generation_cfg: dict,
                             out_paths: list) -> list[dict]:
     """Workflow stage: a one-attribution-per-image method (or the random control) at every step:
     the counterfactual evaluation's retrained model for (method, query) resumes the query's
     trajectory at each timestep's step. Writes one result per timestep (``out_paths``)."""
+    from dabench.counterfactual import result
     from dabench.io import load_npz, save_npz
     from dabench.model import load_model
 
@@ -165,7 +149,8 @@ def run_shared_regeneration(model_path, generation_path, trajectory_path, query:
     removed = np.asarray(meta["removed"], dtype=np.int64)
     results = []
     for t, s, img, path in zip(timesteps, steps, images, out_paths):
-        out = _result(samples, model_cfg, query, t, s, img, removed, None, seconds / len(steps))
+        out = result(samples, model_cfg, query, img, removed, None, seconds / len(steps),
+                     timestep=t, step=s)
         save_npz(path, **out)
         results.append(out)
     return results
@@ -177,7 +162,7 @@ def run_step_retrain(train_path, generation_path, trajectory_path, scores_path, 
     """Workflow stage: per-step Journey-TRAK at one (query, timestep): remove the top-k of its
     step's scores, retrain with the full model's recipe and seeds, resume the trajectory at the
     step with the retrained model."""
-    from dabench.counterfactual import n_removed, removal_set, retrain_without
+    from dabench.counterfactual import n_removed, removal_set, result, retrain_without
     from dabench.io import load_npz, remove_leftovers, resume_pattern, save_npz
 
     step_scores = load_npz(scores_path)
@@ -197,8 +182,8 @@ def run_step_retrain(train_path, generation_path, trajectory_path, scores_path, 
     step = int(step_scores["steps"][ti[0]])
     image = regenerate_from_steps(unet, model_cfg, generation_cfg, samples, states, query, 0,
                                   [step])[0]
-    out = _result(samples, model_cfg, query, timestep, step, image, removed, row,
-                  time.perf_counter() - tic)
+    out = result(samples, model_cfg, query, image, removed, row, time.perf_counter() - tic,
+                 timestep=timestep, step=step)
     save_npz(out_path, **out)
     remove_leftovers(*resume_pattern(resume_path))
     return out
