@@ -9,7 +9,7 @@ rule compute_scores:
     benchmark:
         bench_path("compute_scores/{method_id}")
     wildcard_constraints:
-        method_id=one_of(sorted(set(FULL_METHODS) - set(MODEL_METHODS))),
+        method_id=one_of(set(FULL_METHODS) - set(MODEL_METHODS)),
     priority: 5
     conda:
         CONDA_ENV
@@ -25,15 +25,6 @@ rule compute_scores:
 
 # Methods that run the model itself (K-FAC / EK-FAC influence, unlearning, DAS): a GPU job.
 use rule compute_scores as compute_model_scores with:
-    input:
-        unpack(method_inputs),
-    output:
-        scores=[run_path(layout.scores("{method_id}", qs)) for qs in QUERY_SETS],
-        sidecars=[run_path(layout.scores_sidecar("{method_id}", qs)) for qs in QUERY_SETS],
-    log:
-        log_path("compute_scores/{method_id}"),
-    benchmark:
-        bench_path("compute_scores/{method_id}")
     wildcard_constraints:
         method_id=one_of(MODEL_METHODS),
     conda:
@@ -69,7 +60,7 @@ rule compute_self_influence:
     log:
         log_path("compute_self_influence/{method_id}"),
     wildcard_constraints:
-        method_id=one_of(sorted(set(SELF_INFLUENCE_METHODS) - set(MODEL_METHODS))),
+        method_id=one_of(set(SELF_INFLUENCE_METHODS) - set(MODEL_METHODS)),
     conda:
         CONDA_ENV
     threads: 1
@@ -84,7 +75,7 @@ rule compute_self_influence:
 # Self-influence of a method that runs the model (the loss reference): a GPU job.
 use rule compute_self_influence as compute_model_self_influence with:
     wildcard_constraints:
-        method_id=one_of(sorted(set(SELF_INFLUENCE_METHODS) & set(MODEL_METHODS))),
+        method_id=one_of(set(SELF_INFLUENCE_METHODS) & set(MODEL_METHODS)),
     conda:
         CONDA_GPU_ENV
     resources:

@@ -122,23 +122,21 @@ def fit_eigenbasis(model_func, data, kind: str, fisher: str, num_data: int, seed
     return Eigenbasis(out)
 
 
-class _Denoiser:
-    """ε_θ(x_t, t[, c]) flattened to (B, D), as a module of the UNet (``unet.`` names)."""
+def _Denoiser(unet):
+    """ε_θ(x_t, t[, c]) flattened to (B, D), as a module wrapping the UNet (``unet.`` names)."""
+    import torch
 
-    def __new__(cls, unet):
-        import torch
+    from dabench.model import denoise
 
-        from dabench.model import denoise
+    class Denoiser(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unet = unet
 
-        class Denoiser(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.unet = unet
+        def forward(self, batch):
+            return denoise(self.unet, batch["x"], batch["t"], batch.get("cond")).flatten(1)
 
-            def forward(self, batch):
-                return denoise(self.unet, batch["x"], batch["t"], batch.get("cond")).flatten(1)
-
-        return Denoiser()
+    return Denoiser()
 
 
 class _FitData:
@@ -226,7 +224,10 @@ class KFACInfluence(ModelMethod):
         for idx, blocks in self.gradient_batches(unet, scheduler, train,
                                                  progress=f"{self.name} train gradients"):
             rows[idx] = self._project(projector, basis.coordinates(self._named(unet, blocks)))
-        self._prepared = (key, (unet, scheduler, basis, projector, rows))
+        # (k, N) float64 for the scores' products, made once for every query set of the job.
+        train_t = rows.T.astype(np.float64)
+        del rows
+        self._prepared = (key, (unet, scheduler, basis, projector, train_t))
         self.timing = {"curvature_seconds": fit_seconds, "fit_batch": batch,
                        "train_gradient_seconds": time.perf_counter() - tic - fit_seconds}
         return self._prepared[1]
@@ -253,7 +254,7 @@ class KFACInfluence(ModelMethod):
         (the unprojected coordinates of one batch at a time: Q × p never exists)."""
         import torch
 
-        unet, scheduler, basis, projector, rows = self._prepare(inputs)
+        unet, scheduler, basis, projector, _ = self._prepare(inputs)
         queries = self.split(inputs, "query", query_set)
         device = next(unet.parameters()).device
         s = basis.eigenvalues().to(device)
@@ -270,11 +271,10 @@ class KFACInfluence(ModelMethod):
         from dabench.io import load_npy
         from dabench.metrics import best_by_tune_lds
 
-        _, _, basis, _, rows = self._prepare(inputs)
+        _, _, basis, _, train = self._prepare(inputs)
         chosen = float(self.params["damping"])
         grid = sorted(set(map(float, self.params["lambdas"])) | {chosen})
         features = self.query_features(inputs, query_set, grid)
-        train = rows.T.astype(np.float64)
 
         def scores(lam):
             return features[lam].astype(np.float64) @ train

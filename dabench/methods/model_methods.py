@@ -12,7 +12,6 @@ method's gradient of x_i is the exact, unprojected gradient that TRAK's feature 
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,14 +34,6 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.images)
-
-
-@functools.lru_cache(maxsize=1)
-def _load(path: str, mtime: int):
-    from dabench.model import build_scheduler, load_model
-
-    unet, meta = load_model(path)
-    return unet, build_scheduler(meta["model_config"]), meta
 
 
 class ModelMethod(AttributionMethod):
@@ -86,10 +77,13 @@ class ModelMethod(AttributionMethod):
         """(unet, scheduler, meta) of the full model, loaded once per process."""
         import os
 
+        from dabench.features import shared_model
         from dabench.io import checked_path
+        from dabench.model import build_scheduler
 
         path = str(checked_path(inputs["model"]))
-        return _load(path, os.stat(path).st_mtime_ns)
+        unet, meta = shared_model(path, os.stat(path).st_mtime_ns)
+        return unet, build_scheduler(meta["model_config"]), meta
 
     @staticmethod
     def split(inputs, which: str, query_set: str | None = None) -> Split:
@@ -134,7 +128,7 @@ class ModelMethod(AttributionMethod):
         plan = plan_gradients(n_params(unet), module_profile(unet)["activation_bytes"], len(t),
                               normalize, D.memory_budget(device), n_examples=max(len(split), 1),
                               device=device.type)
-        bar = _bar(len(split), progress)
+        bar = progress_bar(len(split), progress)
         for start in range(0, len(split), plan.batch):
             idx = np.arange(start, min(len(split), start + plan.batch))
             x0 = torch.as_tensor(split.images[idx], device=device)
@@ -144,16 +138,17 @@ class ModelMethod(AttributionMethod):
             bar.update(len(idx))
         bar.close()
 
-    def losses(self, unet, scheduler, split: Split, batch: int = 64):
+    def losses(self, unet, scheduler, split: Split):
         """(N, K·n) float64: the denoising MSE ‖ε − ε_θ(x_t, t)‖² ⁄ d of every example at each
-        of its fixed items (no gradients)."""
+        of its fixed items (no gradients), in forward batches that fill the job's memory."""
         import torch
 
-        from dabench.model import add_noise, denoise
+        from dabench.model import output_batch_size, per_example_loss
 
         device = next(unet.parameters()).device
         t_all = torch.as_tensor(self.timesteps(scheduler), device=device)
         out = np.empty((len(split), len(t_all)))
+        batch = max(1, output_batch_size(unet) // len(t_all))        # examples: K·n items each
         with torch.no_grad():
             for start in range(0, len(split), batch):
                 idx = np.arange(start, min(len(split), start + batch))
@@ -164,8 +159,8 @@ class ModelMethod(AttributionMethod):
                 ts = t_all.repeat(b)
                 eps = noise.reshape(b * j, *noise.shape[2:])
                 c = None if split.cond is None else split.cond[idx].to(device).repeat_interleave(j, 0)
-                pred = denoise(unet, add_noise(scheduler, xs, eps, ts), ts, c).float()
-                out[idx] = ((pred - eps) ** 2).flatten(1).mean(1).reshape(b, j).double().cpu().numpy()
+                loss = per_example_loss(unet, scheduler, xs, ts, eps, c)
+                out[idx] = loss.reshape(b, j).double().cpu().numpy()
         return out
 
     def model_work(self, n_train, n_queries, sizes, config):
@@ -173,8 +168,9 @@ class ModelMethod(AttributionMethod):
         return [("gradients", n_train + sum(n_queries), items)]
 
 
-def _bar(total: int, desc: str | None):
+def progress_bar(total: int, desc: str | None, unit: str = "ex"):
+    """A job's progress bar (none without ``desc``)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc or "gradients", unit="ex", mininterval=2.0, leave=False,
+    return tqdm(total=total, desc=desc or "", unit=unit, mininterval=2.0, leave=False,
                 disable=desc is None)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dabench.methods.model_methods import MODEL_METHOD_DEFAULTS, ModelMethod
+from dabench.methods.model_methods import MODEL_METHOD_DEFAULTS, ModelMethod, progress_bar
 
 
 class Unlearning(ModelMethod):
@@ -53,10 +53,13 @@ class Unlearning(ModelMethod):
         return chosen
 
     def _prepare(self, inputs):
-        """(unet, scheduler, training split, subset mask, diagonal Fisher blocks, base losses)."""
+        """(unet, scheduler, training split, subset mask, diagonal Fisher blocks, their mean,
+        ‖θ_S‖, base losses)."""
         if getattr(self, "_prepared", None) is not None:
             return self._prepared
         import torch
+
+        from dabench.gradients import trainable
 
         unet, scheduler, _ = self.model(inputs)
         train = self.split(inputs, "train")
@@ -70,19 +73,19 @@ class Unlearning(ModelMethod):
         fisher = [None if f is None else (f / len(train)).float() for f in fisher]
         mean = float(sum(f.sum() for f in fisher if f is not None)
                      / sum(f.numel() for f in fisher if f is not None))
+        norm_theta = float(torch.sqrt(sum(p.detach().double().pow(2).sum()
+                                          for (_, p), c in zip(trainable(unet), chosen) if c)))
         base = self.losses(unet, scheduler, train).mean(1)
-        self._prepared = (unet, scheduler, train, chosen, fisher, mean, base)
+        self._prepared = (unet, scheduler, train, chosen, fisher, mean, norm_theta, base)
         return self._prepared
 
-    def step_direction(self, blocks, chosen, fisher, mean, params):
+    def step_direction(self, blocks, chosen, fisher, mean, norm_theta, params):
         """The step Δθ per trainable parameter (None outside S) for one query's gradient."""
         import torch
 
         u = [None if not c else g.reshape(-1) / (f + self.params["fisher_damping"] * mean)
              for g, c, f in zip(blocks, chosen, fisher)]
         norm_u = torch.sqrt(sum(x.double().pow(2).sum() for x in u if x is not None))
-        norm_theta = torch.sqrt(sum(p.detach().double().pow(2).sum()
-                                    for p, c in zip(params, chosen) if c))
         scale = float(self.params["step"] * norm_theta / norm_u.clamp_min(1e-30))
         return [None if x is None else (scale * x).reshape(p.shape) for x, p in zip(u, params)]
 
@@ -91,16 +94,17 @@ class Unlearning(ModelMethod):
 
         from dabench.gradients import trainable
 
-        unet, scheduler, train, chosen, fisher, mean, base = self._prepare(inputs)
+        unet, scheduler, train, chosen, fisher, mean, norm_theta, base = self._prepare(inputs)
         queries = self.split(inputs, "query", query_set)
         params = [p for _, p in trainable(unet)]
         # θ is restored by copy, not by subtracting the step again (float rounding would drift).
         original = [p.detach().clone() if c else None for p, c in zip(params, chosen)]
         out = np.empty((len(queries), len(train)))
-        bar = _bar(len(queries), f"unlearning {query_set}")
+        bar = progress_bar(len(queries), f"unlearning {query_set}", unit="query")
         for idx, blocks in self.gradient_batches(unet, scheduler, queries):
             for row, i in enumerate(idx):
-                delta = self.step_direction([b[row] for b in blocks], chosen, fisher, mean, params)
+                delta = self.step_direction([b[row] for b in blocks], chosen, fisher, mean,
+                                            norm_theta, params)
                 with torch.no_grad():
                     for p, d in zip(params, delta):
                         if d is not None:
@@ -120,8 +124,3 @@ class Unlearning(ModelMethod):
         return [("gradients", n_train + sum(n_queries), items),
                 ("forward", n_train * items * (1 + sum(n_queries)))]
 
-
-def _bar(total, desc):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="query", mininterval=2.0, leave=False)
